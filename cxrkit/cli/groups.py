@@ -1,0 +1,34 @@
+"""Command groups whose commands arrive with later parts of the toolkit.
+
+Each group already answers ``--help`` with what it is for, so the command tree users script
+against is stable from the first release.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def models() -> None:
+    """The model zoo: the nine MLMI 2023 backbones and the MLMI 2024 networks."""
+
+
+@click.group()
+def explain() -> None:
+    """Grad-CAM (and variants) overlays and gaze-saliency maps for images."""
+
+
+@click.group()
+def recipe() -> None:
+    """Declarative experiments: list, show and run recipes such as mlmi2024 and mlmi2023."""
+
+
+@click.group()
+def export() -> None:
+    """SavedModel export in the layout TensorFlow Serving watches."""
+
+
+@click.group()
+def predict() -> None:
+    """Predictions from exported models or a TensorFlow Serving endpoint."""

@@ -1,0 +1,59 @@
+"""Reading SIIM-ACR mask tables in every header variant seen in real copies."""
+
+import pytest
+
+from cxrkit.errors import InputError
+from data_prep.siim_acr import read_rle_csv, rle_decode
+
+ROWS = "img1, -1\nimg2, 1 2\nimg2, 3 1\nimg3,-1\n"
+
+
+@pytest.mark.parametrize(
+    "header, bom",
+    [
+        ("ImageId, EncodedPixels", False),
+        ("ImageId,EncodedPixels", False),
+        ("ImageId, EncodedPixels", True),
+        ("fname,mask", True),
+    ],
+)
+def test_header_variants(tmp_path, header, bom):
+    path = tmp_path / "train-rle.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + f"{header}\n{ROWS}".encode())
+    table = read_rle_csv(path)
+    assert table.problems == []
+    assert table.regions == {"img1": [], "img2": ["1 2", "3 1"], "img3": []}
+    assert [table.label(i) for i in ("img1", "img2", "img3")] == [0, 1, 0]
+
+
+def test_malformed_rows_are_reported_with_file_and_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("ImageId, EncodedPixels\nok, 1 2\nodd, 1 2 3\nneg, 1 -4\nboth, -1\n"
+                    "both, 2 2\nshort\n")
+    table = read_rle_csv(path)
+    assert table.bad_images == {"odd", "neg", "both"}
+    messages = [str(p) for p in table.problems]
+    assert messages[0].startswith(f"{path}:3: image odd") and "odd count" in messages[0]
+    assert "negative" in messages[1] and f"{path}:4" in messages[1]
+    assert "both healthy (-1) and annotated" in messages[2]
+    assert messages[3].startswith(f"{path}:7:")
+    assert table.regions["ok"] == ["1 2"]
+
+
+def test_unknown_header_and_missing_file(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\nx,1 2\n")
+    with pytest.raises(InputError, match="unrecognised header"):
+        read_rle_csv(path)
+    with pytest.raises(InputError, match="cannot open"):
+        read_rle_csv(tmp_path / "absent.csv")
+
+
+def test_real_sample_table(realdata):
+    table = read_rle_csv(realdata / "siim-acr" / "train-rle-sample.csv")
+    assert table.problems == []
+    labels = [table.label(i) for i in table.regions]
+    assert len(labels) == 10 and sum(labels) == 5
+    for regions in table.regions.values():
+        for rle in regions:  # the real positives are valid 1024 x 1024 masks
+            assert rle_decode(rle, 1024, 1024).sum() > 100
