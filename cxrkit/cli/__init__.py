@@ -8,6 +8,8 @@ exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from cxrkit import __version__
@@ -44,4 +46,5 @@ for group in (data, models, explain, recipe, export, predict):
 
 def main() -> None:
     """Console-script entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
     cli(prog_name="cxrkit")

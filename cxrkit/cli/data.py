@@ -10,6 +10,128 @@ def data() -> None:
     """Prepare datasets: raw SIIM-ACR / EGD-CXR to TFRecords, and phantom demo data."""
 
 
+class _Subset(click.ParamType):
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "all" or isinstance(value, int):
+            return None if value == "all" else value
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of images nor 'all'", param, ctx)
+        if number < 2:
+            self.fail("a class-balanced subset needs at least 2 images", param, ctx)
+        return number
+
+
+def _conversion_options(function):
+    options = [
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="Folder for the shards and manifest.json."),
+        click.option("--shards", type=click.IntRange(min=1), default=None,
+                     help="Shards per split [default: about 1,000 examples per shard]."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Processes decoding images in parallel."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the subset and split draws."),
+        click.option("--strict", is_flag=True,
+                     help="Stop at the first bad input instead of skipping and listing it."),
+        click.option("--gzip", is_flag=True, help="GZIP-compress the shards."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _report(manifest: dict, out: str, skipped: list[dict]) -> None:
+    for split, count in manifest["counts"].items():
+        by_class = ", ".join(f"{v} {k}" for k, v in count.items() if k != "total")
+        click.echo(f"{split}: {count['total']} images ({by_class})")
+    click.echo(f"wrote {out}/manifest.json")
+    if not skipped:
+        click.echo("skipped: none")
+        return
+    click.echo(f"skipped {len(skipped)} input(s) (all listed in manifest.json):")
+    for item in skipped[:10]:
+        click.echo(f"  {item['source']}: {item['reason']}")
+    if len(skipped) > 10:
+        click.echo(f"  ... and {len(skipped) - 10} more")
+
+
+@data.command("siim-acr")
+@click.option("--images", required=True, type=click.Path(),
+              help="Folder of SIIM-ACR DICOMs (searched at any depth).")
+@click.option("--rle", "rle_csv", required=True, type=click.Path(),
+              help="The mask table (train-rle.csv or stage_2_train.csv).")
+@click.option("--size", type=click.IntRange(min=16), default=224, show_default=True,
+              help="Side of the stored square images and masks.")
+@click.option("--subset", type=_Subset(), default="7200", show_default=True,
+              help="Class-balanced number of images (the study: 7200), or 'all'.")
+@click.option("--split", default=None,
+              help="train,validation,test as counts or fractions "
+                   "[default: 5200,1000,1000, as proportions for other subset sizes].")
+@_conversion_options
+def siim_acr(images, rle_csv, size, subset, split, out, shards, workers, seed, strict, gzip):
+    """Convert raw SIIM-ACR (DICOMs + RLE table) to sharded TFRecords with a manifest."""
+    from data_prep.siim_acr.convert import convert_siim_acr
+
+    manifest = convert_siim_acr(images, rle_csv, out, size=size, subset=subset, split=split,
+                                shards=shards, workers=workers, seed=seed, strict=strict,
+                                compression="GZIP" if gzip else None, show_progress=True)
+    _report(manifest, out, manifest["skipped"])
+
+
+class _Size(click.ParamType):
+    name = "ROWSxCOLS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            rows, cols = (int(v) for v in str(value).lower().split("x"))
+        except ValueError:
+            self.fail(f"{value!r} is not ROWSxCOLS, e.g. 640x512", param, ctx)
+        if rows < 16 or cols < 16:
+            self.fail("both sides must be at least 16 pixels", param, ctx)
+        return rows, cols
+
+
+@data.command("egd-cxr")
+@click.option("--master-sheet", required=True, type=click.Path(), help="master_sheet.csv")
+@click.option("--eye-gaze", type=click.Path(), default=None,
+              help="eye_gaze.csv: raw 60 Hz samples (the 2024 study's source).")
+@click.option("--fixations", type=click.Path(), default=None, help="fixations.csv instead.")
+@click.option("--images", required=True, type=click.Path(),
+              help="MIMIC-CXR root that the master sheet's path column is relative to.")
+@click.option("--size", type=_Size(), default="640x512", show_default=True,
+              help="Stored image and heatmap size, rows x columns.")
+@click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Gaussian sigma in original pixels [default: 75.5, the study's 501-px kernel].")
+@click.option("--weight", type=click.Choice(["count", "duration"]), default="count",
+              show_default=True, help="Count gaze points, or weight them by fixation duration.")
+@click.option("--test", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Images in the test split (whole patients).")
+@click.option("--val", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Images in the validation split (whole patients).")
+@_conversion_options
+def egd_cxr(master_sheet, eye_gaze, fixations, images, size, sigma, weight, test, val, out,
+            shards, workers, seed, strict, gzip):
+    """Convert raw EGD-CXR (master sheet, gaze, MIMIC-CXR DICOMs) to TFRecords + heatmaps."""
+    from data_prep.egd_cxr.convert import convert_egd_cxr
+    from data_prep.egd_cxr.heatmap import STUDY_SIGMA
+
+    if (eye_gaze is None) == (fixations is None):
+        raise click.UsageError("give exactly one of --eye-gaze and --fixations")
+    manifest = convert_egd_cxr(
+        master_sheet, eye_gaze or fixations, images, out,
+        gaze_source="eye_gaze" if eye_gaze else "fixations", target=size,
+        sigma=sigma or STUDY_SIGMA, weight=weight, test=test, val=val, shards=shards,
+        workers=workers, seed=seed, strict=strict, compression="GZIP" if gzip else None,
+        show_progress=True)
+    _report(manifest, out, manifest["skipped"])
+
+
 @data.group()
 def demo() -> None:
     """Write synthetic chest X-ray sets in exactly the raw layouts of the real datasets."""

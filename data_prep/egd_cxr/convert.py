@@ -1,0 +1,268 @@
+"""Raw EGD-CXR (master sheet, gaze table, MIMIC-CXR DICOMs) to sharded TFRecords.
+
+Per image (``master_sheet.csv`` row): the DICOM at ``<images>/<path>`` is read, padded to the
+target aspect ratio and resampled to ``target`` (640 x 512 by default), intensities min-max
+scaled to [0, 1] per image and stored as an 8-bit PNG. The static gaze heatmap comes from the
+raw 60 Hz samples (``eye_gaze.csv``, the 2024 study's choice) or from ``fixations.csv``, points
+weighted by count or by fixation duration, blurred with ``sigma`` original pixels (default
+75.5, the study's 501-pixel kernel), mapped with the same pad and resample as the image and
+normalised to [0, 1] (:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value /
+65535). Label: ``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
+
+Split: ``test`` random images (the paper: 100), ``val`` more for validation, the rest train;
+whole patients are drawn, so a patient never spans two splits.
+
+Records: ``image`` (PNG uint8), ``heatmap`` (PNG uint16), ``label`` (int64), ``image_id`` (bytes,
+the dicom_id), ``patient_id`` (bytes, the de-identified MIMIC subject id). No DICOM attribute is
+copied into a record.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from cxrkit.errors import InputError
+from data_prep.dicom import read_dicom
+from data_prep.egd_cxr.columns import DIAGNOSES
+from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap, resample_image
+from data_prep.pipeline import SkipLog, run_jobs
+from data_prep.records import (
+    SPLITS,
+    clear_partials,
+    png,
+    serialize,
+    sha256_file,
+    write_manifest,
+    write_shards,
+)
+
+REQUIRED = ("dicom_id", "path", "patient_id", *DIAGNOSES)
+
+
+@dataclass(frozen=True)
+class Gaze:
+    x: np.ndarray
+    y: np.ndarray
+    duration: np.ndarray
+
+
+def read_gaze(path: str, skipped: SkipLog) -> dict[str, Gaze]:
+    """Gaze points per DICOM id from ``eye_gaze.csv`` or ``fixations.csv``."""
+    points: dict[str, list[tuple[float, float, float]]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            try:
+                cols = [header.index(n) for n in ("DICOM_ID", "X_ORIGINAL", "Y_ORIGINAL",
+                                                  "FPOGD")]
+            except ValueError:
+                raise InputError(path, "gaze table lacks one of DICOM_ID, X_ORIGINAL, "
+                                       "Y_ORIGINAL, FPOGD") from None
+            for row in reader:
+                try:
+                    dicom_id, x, y, d = (row[c] for c in cols)
+                    points.setdefault(dicom_id.strip(), []).append((float(x), float(y), float(d)))
+                except (IndexError, ValueError):
+                    skipped.add(f"{path}:{reader.line_num}", "malformed gaze row")
+    except OSError as err:
+        raise InputError(path, f"cannot read the gaze table ({err.strerror})") from None
+    return {k: Gaze(*np.array(v, dtype=np.float64).T) for k, v in points.items()}
+
+
+def _label(row: dict) -> tuple[int | None, str]:
+    values = {}
+    for name in DIAGNOSES:
+        text = (row.get(name) or "0").strip()
+        try:
+            values[name] = float(text)
+        except ValueError:
+            return None, f"label column {name} holds {text!r}"
+    ones = [n for n in DIAGNOSES if values[n] == 1]
+    if len(ones) == 1 and all(values[n] in (0, 1) for n in DIAGNOSES):
+        return DIAGNOSES.index(ones[0]), ""
+    shown = ", ".join(f"{n}={values[n]:g}" for n in DIAGNOSES)
+    return None, f"not exactly one of Normal/CHF/pneumonia set ({shown})"
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    source: str
+    gaze: Gaze
+    weight: str
+    sigma: float
+    target: tuple[int, int]
+
+
+def _prepare(job: _Job):
+    """Worker: ('ok', image PNG, heatmap PNG16, sha256) or ('skip', why)."""
+    try:
+        pixels = read_dicom(job.path)
+    except InputError as err:
+        return "skip", err.problem
+    weights = job.gaze.duration if job.weight == "duration" else None
+    try:
+        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights, pixels.shape, target=job.target,
+                            sigma=job.sigma)
+    except ValueError as err:
+        return "skip", str(err)
+    image = np.round(resample_image(pixels, job.target) * 255).astype(np.uint8)
+    heat16 = np.round(heat * 65535).astype(np.uint16)
+    return "ok", png(image), png(heat16), sha256_file(job.path)
+
+
+def _patient_split(patients: list[str], sizes: tuple[int, int],
+                   rng: np.random.Generator) -> list[set[str]]:
+    """Draw whole patients for test and validation until each reaches its image count."""
+    counts: dict[str, int] = {}
+    for p in patients:
+        counts[p] = counts.get(p, 0) + 1
+    order = [list(counts)[i] for i in rng.permutation(len(counts))]
+    chosen: list[set[str]] = []
+    for size in sizes:
+        group, total = set(), 0
+        for patient in order:
+            if total + counts[patient] <= size:
+                group.add(patient)
+                total += counts[patient]
+        order = [p for p in order if p not in group]
+        chosen.append(group)
+    return chosen
+
+
+def convert_egd_cxr(
+    master_sheet: str | os.PathLike,
+    gaze_table: str | os.PathLike,
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    gaze_source: str = "eye_gaze",
+    target: tuple[int, int] = TARGET,
+    sigma: float = STUDY_SIGMA,
+    weight: str = "count",
+    test: int = 100,
+    val: int = 0,
+    shards: int | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    strict: bool = False,
+    compression: str | None = None,
+    show_progress: bool = False,
+) -> dict:
+    """Convert raw EGD-CXR to TFRecords in ``out``; returns the manifest (also written).
+
+    Args:
+        gaze_source: ``"eye_gaze"`` (raw samples) or ``"fixations"``; names what
+            ``gaze_table`` holds, for the manifest.
+        weight: ``"count"`` or ``"duration"`` (fixation duration, FPOGD).
+        test, val: images in the test and validation splits (whole patients).
+    """
+    master_sheet, gaze_table = os.fspath(master_sheet), os.fspath(gaze_table)
+    images, out = os.fspath(images), os.fspath(out)
+    if weight not in ("count", "duration"):
+        raise ValueError(f"weight must be 'count' or 'duration', got {weight!r}")
+    if not os.path.isdir(images):
+        raise InputError(images, "image folder (the MIMIC-CXR root) not found")
+    skipped = SkipLog(strict)
+    try:
+        with open(master_sheet, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise InputError(master_sheet, f"missing column(s) {', '.join(missing)}")
+            rows = [(reader.line_num, row) for row in reader]
+    except OSError as err:
+        raise InputError(master_sheet, f"cannot read the master sheet ({err.strerror})") from None
+    gaze = read_gaze(gaze_table, skipped)
+
+    jobs, meta, seen = [], [], set()
+    for line, row in rows:
+        where = f"{master_sheet}:{line}"
+        dicom_id = (row["dicom_id"] or "").strip()
+        if dicom_id in seen:
+            skipped.add(where, f"duplicate dicom_id {dicom_id}")
+            continue
+        seen.add(dicom_id)
+        label, why = _label(row)
+        if label is None:
+            skipped.add(where, f"image {dicom_id}: {why}")
+            continue
+        if dicom_id not in gaze:
+            skipped.add(where, f"image {dicom_id}: no gaze recorded for it in {gaze_table}")
+            continue
+        relpath = (row["path"] or "").strip()
+        jobs.append(_Job(os.path.join(images, relpath), relpath, gaze[dicom_id], weight,
+                         sigma, target))
+        meta.append((dicom_id, label, (row["patient_id"] or "").strip()))
+
+    kept = {}
+    results = run_jobs(_prepare, jobs, workers=workers, label="EGD-CXR",
+                       show_progress=show_progress)
+    for job, (dicom_id, label, patient), result in zip(jobs, meta, results, strict=True):
+        if result[0] == "skip":
+            skipped.add(job.source, result[1])
+        else:
+            kept[dicom_id] = (label, patient, *result[1:], job.source)
+    if len(kept) <= test + val:
+        raise InputError(master_sheet, f"{len(kept)} usable images cannot fill --test {test} "
+                                       f"and --val {val} and leave any for training")
+
+    ids = sorted(kept)
+    rng = np.random.default_rng(seed)
+    test_patients, val_patients = _patient_split([kept[i][1] for i in ids], (test, val), rng)
+    members = {
+        "train": [i for i in ids if kept[i][1] not in test_patients | val_patients],
+        "validation": [i for i in ids if kept[i][1] in val_patients],
+        "test": [i for i in ids if kept[i][1] in test_patients],
+    }
+    os.makedirs(out, exist_ok=True)
+    clear_partials(out)
+    counts, shard_names = {}, {}
+    for name in SPLITS:
+        examples = [
+            serialize({"image": kept[i][2], "heatmap": kept[i][3], "label": kept[i][0],
+                       "image_id": i.encode(), "patient_id": kept[i][1].encode()})
+            for i in members[name]
+        ]
+        shard_names[name] = write_shards(out, name, examples, shards=shards,
+                                         compression=compression)
+        counts[name] = {"total": len(members[name]),
+                        **{d: sum(kept[i][0] == k for i in members[name])
+                           for k, d in enumerate(DIAGNOSES)}}
+    rows_, cols_ = target
+    manifest = {
+        "dataset": "egd-cxr",
+        "classes": list(DIAGNOSES),
+        "features": {
+            "image": {"encoding": "png", "dtype": "uint8", "shape": [rows_, cols_, 1],
+                      "values": "min-max scaled per image, x 255"},
+            "heatmap": {"encoding": "png", "dtype": "uint16", "shape": [rows_, cols_, 1],
+                        "values": "gaze heatmap in [0, 1], x 65535"},
+            "label": {"dtype": "int64", "values": dict(enumerate(DIAGNOSES))},
+            "image_id": {"dtype": "bytes", "values": "dicom_id"},
+            "patient_id": {"dtype": "bytes"},
+        },
+        "compression": compression,
+        "counts": counts,
+        "shards": shard_names,
+        "parameters": {
+            "target": list(target), "sigma": sigma, "weight": weight,
+            "gaze_source": gaze_source, "test": test, "val": val, "seed": seed,
+            "shards": shards, "geometry": "zero-pad bottom/right to the target aspect, resample",
+            "normalisation_in_reader": "image / 255, heatmap / 65535",
+        },
+        "sources": {
+            "master_sheet": {"name": os.path.basename(master_sheet),
+                             "sha256": sha256_file(master_sheet)},
+            "gaze": {"name": os.path.basename(gaze_table), "sha256": sha256_file(gaze_table)},
+            "images": {kept[i][5]: kept[i][4] for i in ids},
+        },
+        "skipped": [item.as_dict() for item in skipped.items],
+    }
+    write_manifest(out, manifest)
+    return manifest

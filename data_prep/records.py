@@ -1,0 +1,172 @@
+"""Sharded TFRecord output shared by the converters: examples, shards, manifest, splits.
+
+Contract of an output folder (design.md §8):
+
+* ``<split>-00000-of-000NN.tfrecord`` shards (``.tfrecord.gz`` with GZIP), one
+  ``tf.train.Example`` per image, examples in a fixed order, so the same inputs and seed give
+  byte-identical shards;
+* ``manifest.json`` beside them: dataset, feature spec, counts per split and class, shard
+  names, parameters, source checksums, tool version and the skipped inputs with their reasons;
+* atomic writing: every file is written under a temporary name and renamed when complete, and
+  leftovers of an interrupted run are removed by the next run, so a rerun is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cxrkit import __version__
+
+PARTIAL = ".partial"
+MANIFEST = "manifest.json"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input left out of the records, and why."""
+
+    source: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "reason": self.reason}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def allocate(total: int, weights: Sequence[float]) -> list[int]:
+    """Split ``total`` items into ``len(weights)`` integer parts proportional to ``weights``.
+
+    Largest-remainder rounding: the parts always add up to ``total`` (nothing is dropped), and
+    ties go to the earlier part.
+    """
+    weights = np.asarray(weights, dtype=float)
+    if total < 0 or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"cannot allocate {total} items by weights {list(weights)}")
+    exact = total * weights / weights.sum()
+    parts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - parts), kind="stable")
+    parts[order[: total - parts.sum()]] += 1
+    return parts.tolist()
+
+
+def stratified_split(labels: Sequence[int], weights: Sequence[float],
+                     rng: np.random.Generator) -> list[list[int]]:
+    """Indices of ``labels`` per split: each class is shuffled and allocated by ``weights``.
+
+    Every index lands in exactly one split; the classes keep their proportions in every split
+    up to rounding. Indices within a split keep ascending order.
+    """
+    labels = np.asarray(labels)
+    splits: list[list[int]] = [[] for _ in weights]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        bounds = np.cumsum([0, *allocate(len(members), weights)])
+        for split, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            splits[split].extend(members[start:stop].tolist())
+    return [sorted(split) for split in splits]
+
+
+def shard_count(examples: int, requested: int | None) -> int:
+    """Shards for a split: as requested (never more than examples), else ~1,000 per shard."""
+    if examples == 0:
+        return 0
+    if requested is not None:
+        return max(1, min(requested, examples))
+    return max(1, math.ceil(examples / 1000))
+
+
+def shard_name(split: str, index: int, count: int, compression: str | None) -> str:
+    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
+    return f"{split}-{index:05d}-of-{count:05d}{suffix}"
+
+
+def clear_partials(out: str) -> None:
+    """Remove what an interrupted run left under temporary names."""
+    for name in os.listdir(out):
+        if name.endswith(PARTIAL):
+            os.remove(os.path.join(out, name))
+
+
+def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int | None,
+                 compression: str | None) -> list[str]:
+    """Write the serialized examples of one split, in order, as contiguous runs over shards.
+
+    Returns the shard file names. Stale shards of the same split from an earlier run with a
+    different shard count are removed once the new ones are in place.
+    """
+    import tensorflow as tf
+
+    count = shard_count(len(examples), shards)
+    names = [shard_name(split, i, count, compression) for i in range(count)]
+    bounds = np.cumsum([0, *allocate(len(examples), [1] * count)]) if count else [0]
+    options = tf.io.TFRecordOptions(compression_type=compression or "")
+    for name, start, stop in zip(names, bounds[:-1], bounds[1:], strict=False):
+        final = os.path.join(out, name)
+        temporary = final + PARTIAL
+        with tf.io.TFRecordWriter(temporary, options) as writer:
+            for example in examples[start:stop]:
+                writer.write(example)
+        os.replace(temporary, final)
+    for name in os.listdir(out):
+        if name.startswith(f"{split}-") and ".tfrecord" in name and name not in names:
+            os.remove(os.path.join(out, name))
+    return names
+
+
+def write_manifest(out: str, manifest: Mapping) -> str:
+    """Write ``manifest.json`` atomically, keys sorted, so equal content gives equal bytes."""
+    final = os.path.join(out, MANIFEST)
+    with open(final + PARTIAL, "w") as handle:
+        json.dump({"tool": f"cxrkit {__version__}", **manifest}, handle, indent=2,
+                  sort_keys=True)
+        handle.write("\n")
+    os.replace(final + PARTIAL, final)
+    return final
+
+
+def png(image: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 or uint16 image (OpenCV's encoder, deterministic)."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a PNG")
+    return encoded.tobytes()
+
+
+def bytes_feature(value: bytes):
+    import tensorflow as tf
+
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def int64_feature(value: int):
+    import tensorflow as tf
+
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def serialize(features: Mapping[str, object]) -> bytes:
+    """A ``tf.train.Example`` from bytes / int values, serialized."""
+    import tensorflow as tf
+
+    feature = {
+        key: int64_feature(value) if isinstance(value, int | np.integer) else bytes_feature(value)
+        for key, value in features.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

@@ -1,0 +1,238 @@
+"""Raw SIIM-ACR (DICOMs + run-length table) to sharded TFRecords, as the MLMI 2023 study used it.
+
+Per image: the DICOM is read (MONOCHROME1 inverted, JPEG Baseline decoded), scaled to 8 bits
+over its own range, equalised with CLAHE (clip limit 2, 8x8 tiles) at native resolution and
+resized to ``size`` (area interpolation); the mask is the union of all the image's run-length
+rows, resized with nearest neighbour. The per-image z-score of the study is left to the reader
+(:func:`cxrkit.data.load`), so records keep viewable 8-bit PNGs.
+
+Selection: ``subset=N`` draws N images, half with a pneumothorax, at random (seeded) from the
+usable ones; an image that fails to decode is replaced by the next of its class. ``"all"`` keeps
+every usable image. Splits are stratified by class and every kept image lands in exactly one.
+
+Records: ``image`` (PNG, uint8, 1 channel), ``mask`` (PNG, uint8, 0 or 255), ``label`` (int64,
+1 = pneumothorax), ``image_id`` (bytes, the SOP Instance UID). Patient attributes of the DICOM
+never reach a record or the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cxrkit.errors import InputError
+from data_prep.dicom import read_dicom
+from data_prep.pipeline import SkipLog, run_jobs
+from data_prep.records import (
+    SPLITS,
+    clear_partials,
+    png,
+    serialize,
+    sha256_file,
+    stratified_split,
+    write_manifest,
+    write_shards,
+)
+from data_prep.siim_acr.rle import RLEError, rle_decode
+from data_prep.siim_acr.rle_csv import read_rle_csv
+
+CLASSES = ("healthy", "pneumothorax")
+STUDY_SPLIT = (5200, 1000, 1000)  # train / validation / test of the 7,200-image subset
+CLAHE_CLIP, CLAHE_TILES = 2.0, 8
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale an image to 0-255 over its own range (a constant image becomes all zeros)."""
+    low, high = float(pixels.min()), float(pixels.max())
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.round((pixels - low) * scale).astype(np.uint8)
+
+
+def clahe(image: np.ndarray) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation with the parameters recorded above."""
+    return cv2.createCLAHE(CLAHE_CLIP, (CLAHE_TILES, CLAHE_TILES)).apply(image)
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    source: str  # the path relative to --images, as reported
+    regions: tuple[str, ...]
+    size: int
+
+
+def _prepare(job: _Job):
+    """Worker: ('ok', image PNG, mask PNG, sha256) or ('skip', reason)."""
+    try:
+        pixels = read_dicom(job.path)
+    except InputError as err:
+        return "skip", err.problem
+    rows, cols = pixels.shape
+    mask = np.zeros((rows, cols), bool)
+    for rle in job.regions:
+        try:
+            mask |= rle_decode(rle, rows, cols)
+        except RLEError as err:
+            return "skip", f"mask row does not fit the {rows}x{cols} image: {err}"
+    image = cv2.resize(clahe(to_uint8(pixels)), (job.size, job.size),
+                       interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask.astype(np.uint8) * 255, (job.size, job.size),
+                            interpolation=cv2.INTER_NEAREST)
+    return "ok", png(image), png(small_mask), sha256_file(job.path)
+
+
+def parse_split(text: str | None, subset_size: int) -> tuple[float, ...]:
+    """Split weights from ``"5200,1000,1000"`` (counts) or ``"0.7,0.15,0.15"`` (fractions).
+
+    ``None`` is the study's 5,200 / 1,000 / 1,000, used as proportions for other subset sizes.
+    Counts given explicitly must add up to the number of images converted.
+    """
+    if text is None:
+        return STUDY_SPLIT
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError("--split", f"{text!r} is not a comma-separated list of numbers") from None
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
+        raise InputError("--split", f"{text!r}: expected three non-negative train,validation,"
+                                    "test values")
+    if all(v <= 1 for v in values):
+        if abs(sum(values) - 1) > 1e-6:
+            raise InputError("--split", f"fractions {text!r} add up to {sum(values)}, not 1")
+        return values
+    if sum(values) != subset_size:
+        raise InputError("--split", f"counts {text!r} add up to {int(sum(values))}, but "
+                                    f"{subset_size} images are converted")
+    return values
+
+
+def convert_siim_acr(
+    images: str | os.PathLike,
+    rle_csv: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    size: int = 224,
+    subset: int | None = 7200,
+    split: str | None = None,
+    shards: int | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    strict: bool = False,
+    compression: str | None = None,
+    show_progress: bool = False,
+) -> dict:
+    """Convert raw SIIM-ACR to TFRecords in ``out``; returns the manifest (also written).
+
+    Args:
+        subset: class-balanced number of images to keep, or ``None`` for all usable images.
+        split: see :func:`parse_split`.
+        shards: shards per split (default: about 1,000 examples per shard).
+        compression: ``None`` or ``"GZIP"``.
+    """
+    images, out = Path(images), os.fspath(out)
+    if not images.is_dir():
+        raise InputError(images, "image folder not found")
+    skipped = SkipLog(strict)
+    table = read_rle_csv(rle_csv)
+    for problem in table.problems:
+        skipped.add(problem.source, problem.problem)
+
+    files: dict[str, Path] = {}
+    for path in sorted(images.rglob("*.dcm")):
+        image_id = path.stem
+        if image_id in files:
+            skipped.add(str(path.relative_to(images)),
+                        f"duplicate image id (also {files[image_id].relative_to(images)})")
+            continue
+        files[image_id] = path
+    for image_id in sorted(set(table.regions) - set(files)):
+        if image_id not in table.bad_images:
+            skipped.add(f"{table.path}:{image_id}", "listed in the mask table, but no DICOM found")
+    candidates = {0: [], 1: []}
+    for image_id, path in files.items():
+        if image_id not in table.regions:
+            skipped.add(str(path.relative_to(images)),
+                        "no row in the mask table (unknown label)")
+        elif image_id not in table.bad_images:
+            candidates[table.label(image_id)].append(image_id)
+
+    rng = np.random.default_rng(seed)
+    quota = {0: None, 1: None} if subset is None else {1: subset // 2, 0: subset - subset // 2}
+    if subset is not None and any(len(candidates[c]) < quota[c] for c in (0, 1)):
+        raise InputError(images, f"--subset {subset} needs {quota[1]} pneumothorax and "
+                                 f"{quota[0]} healthy images; the data holds "
+                                 f"{len(candidates[1])} and {len(candidates[0])}")
+    queues = {c: [candidates[c][i] for i in rng.permutation(len(candidates[c]))] for c in (0, 1)}
+    kept: dict[str, tuple] = {}
+    while True:
+        # Take what each class still needs from its queue; failures are replaced next round.
+        wanted = []
+        for c in (0, 1):
+            have = sum(1 for r in kept.values() if r[0] == c)
+            need = len(queues[c]) if quota[c] is None else quota[c] - have
+            wanted += queues[c][:need]
+            queues[c] = queues[c][need:]
+        if not wanted:
+            break
+        jobs = [_Job(str(files[i]), str(files[i].relative_to(images)),
+                     tuple(table.regions[i]), size) for i in wanted]
+        for image_id, job, result in zip(wanted, jobs, run_jobs(
+                _prepare, jobs, workers=workers, label="SIIM-ACR",
+                show_progress=show_progress), strict=True):
+            if result[0] == "skip":
+                skipped.add(job.source, result[1])
+            else:
+                kept[image_id] = (table.label(image_id), *result[1:], job.source)
+    if subset is not None and len(kept) < subset:
+        raise InputError(images, f"only {len(kept)} usable images for --subset {subset} "
+                                 "after skipping unreadable ones")
+
+    ids = sorted(kept)
+    labels = [kept[i][0] for i in ids]
+    weights = parse_split(split, len(ids))
+    os.makedirs(out, exist_ok=True)
+    clear_partials(out)
+    counts, shard_names = {}, {}
+    for name, members in zip(SPLITS, stratified_split(labels, weights, rng), strict=True):
+        examples = [
+            serialize({"image": kept[ids[k]][1], "mask": kept[ids[k]][2],
+                       "label": int(labels[k]), "image_id": ids[k].encode()})
+            for k in members
+        ]
+        shard_names[name] = write_shards(out, name, examples, shards=shards,
+                                         compression=compression)
+        counts[name] = {"total": len(members),
+                        **{cls: sum(labels[k] == c for k in members)
+                           for c, cls in enumerate(CLASSES)}}
+    manifest = {
+        "dataset": "siim-acr",
+        "classes": list(CLASSES),
+        "features": {
+            "image": {"encoding": "png", "dtype": "uint8", "shape": [size, size, 1]},
+            "mask": {"encoding": "png", "dtype": "uint8", "shape": [size, size, 1],
+                     "values": "0 outside, 255 inside the pneumothorax"},
+            "label": {"dtype": "int64", "values": dict(enumerate(CLASSES))},
+            "image_id": {"dtype": "bytes"},
+        },
+        "compression": compression,
+        "counts": counts,
+        "shards": shard_names,
+        "parameters": {
+            "size": size, "subset": subset if subset is not None else "all",
+            "split_weights": list(weights), "seed": seed, "shards": shards,
+            "clahe": {"clip_limit": CLAHE_CLIP, "tiles": CLAHE_TILES},
+            "resize": "area (image), nearest (mask)",
+            "normalisation_in_reader": "per-image z-score",
+        },
+        "sources": {
+            "rle_csv": {"name": os.path.basename(table.path), "sha256": sha256_file(table.path)},
+            "images": {kept[i][4]: kept[i][3] for i in ids},
+        },
+        "skipped": [item.as_dict() for item in skipped.items],
+    }
+    write_manifest(out, manifest)
+    return manifest
