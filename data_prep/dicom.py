@@ -46,7 +46,7 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
     except (OSError, EOFError, ValueError, TypeError, KeyError) as err:
         raise InputError(path, f"corrupt or truncated DICOM ({err})") from None
     if "PixelData" not in ds:
-        raise InputError(path, "DICOM has no pixel data")
+        raise InputError(path, "DICOM has no pixel data (truncated or not an image)")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric not in MONOCHROME:
         raise InputError(path, f"expected a grayscale image, got PhotometricInterpretation "

@@ -1,0 +1,17 @@
+"""tf.data readers of the TFRecord folders that ``cxrkit data siim-acr|egd-cxr`` write.
+
+:func:`load` reads ``manifest.json`` to learn the dataset and its shards and yields dicts:
+
+* ``image``: float32 (H, W, 1), normalised as the study did: SIIM-ACR per-image z-score
+  (MLMI 2023), EGD-CXR [0, 1] (MLMI 2024);
+* ``mask`` (SIIM-ACR, 0/1) or ``heatmap`` (EGD-CXR, [0, 1]): float32 (H, W, 1);
+* ``label``: int32; ``image_id``: string (and ``patient_id`` for EGD-CXR).
+
+Augmentation (MLMI 2023: Gaussian noise, rotation up to 10 degrees, horizontal flip,
+brightness/contrast shifts) is done with TensorFlow ops on each example; geometric changes
+apply identically to the image and its mask/heatmap, intensity changes to the image only.
+"""
+
+from cxrkit.data.reader import load, read_manifest
+
+__all__ = ["load", "read_manifest"]

@@ -1,0 +1,178 @@
+"""The record reader behind :func:`cxrkit.data.load` (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from cxrkit.errors import InputError
+
+TARGETS = {"siim-acr": "mask", "egd-cxr": "heatmap"}
+TARGET_SCALE = {"siim-acr": 255.0, "egd-cxr": 65535.0}
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The ``manifest.json`` of a record folder, checked for the keys the reader needs."""
+    path = os.path.join(os.fspath(directory), "manifest.json")
+    try:
+        with open(path) as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        raise InputError(path, "no manifest.json: is this a folder written by "
+                               "`cxrkit data siim-acr|egd-cxr`?") from None
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"manifest is not valid JSON ({err.msg})") from None
+    if manifest.get("dataset") not in TARGETS:
+        raise InputError(path, f"unknown dataset {manifest.get('dataset')!r}")
+    return manifest
+
+
+def _parser(dataset: str):
+    target = TARGETS[dataset]
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        target: tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "image_id": tf.io.FixedLenFeature([], tf.string),
+    }
+    if dataset == "egd-cxr":
+        spec["patient_id"] = tf.io.FixedLenFeature([], tf.string)
+
+    def parse(serialized):
+        example = tf.io.parse_single_example(serialized, spec)
+        image = tf.cast(tf.io.decode_png(example["image"], channels=1), tf.float32)
+        dtype = tf.uint16 if dataset == "egd-cxr" else tf.uint8
+        target_map = tf.cast(tf.io.decode_png(example[target], channels=1, dtype=dtype),
+                             tf.float32) / TARGET_SCALE[dataset]
+        if dataset == "siim-acr":  # per-image z-score, as the 2023 study
+            mean, variance = tf.nn.moments(image, axes=[0, 1, 2])
+            image = (image - mean) / tf.maximum(tf.sqrt(variance), 1e-6)
+        else:
+            image = image / 255.0
+        out = {"image": image, target: target_map, "label": tf.cast(example["label"], tf.int32),
+               "image_id": example["image_id"]}
+        if dataset == "egd-cxr":
+            out["patient_id"] = example["patient_id"]
+        return out
+
+    return parse
+
+
+def _rotation_matrix(angle, height, width):
+    """Projective transform (8 numbers) rotating by ``angle`` radians about the centre."""
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+                     sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
+
+
+def augment(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float = 0.05,
+            brightness: float = 0.1, contrast: float = 0.1) -> dict:
+    """The 2023 study's augmentation, stateless given ``seed`` (a shape-[2] int tensor).
+
+    Flip and rotation apply to the image and the mask/heatmap alike (bilinear for the image
+    and heatmap, nearest for a 0/1 mask); brightness, contrast and Gaussian noise touch the
+    image only. Brightness and noise are relative to the image's own standard deviation, so
+    they mean the same for z-scored and [0, 1] images.
+    """
+    target = "mask" if "mask" in example else "heatmap"
+    image, target_map = example["image"], example[target]
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
+    image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    target_map = tf.cond(flip, lambda: tf.image.flip_left_right(target_map), lambda: target_map)
+    angle = tf.random.stateless_uniform([], seeds[1], -1.0, 1.0) * (max_degrees * math.pi / 180)
+    shape = tf.cast(tf.shape(image), tf.float32)
+    matrix = _rotation_matrix(angle, shape[0], shape[1])[None]
+    size = tf.shape(image)[:2]
+
+    def rotate(values, interpolation):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=values[None], transforms=matrix, output_shape=size, fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT")[0]
+
+    image = rotate(image, "BILINEAR")
+    target_map = rotate(target_map, "NEAREST" if target == "mask" else "BILINEAR")
+    scale = tf.math.reduce_std(image)
+    image = image * (1.0 + tf.random.stateless_uniform([], seeds[2], -contrast, contrast))
+    image = image + scale * tf.random.stateless_uniform([], seeds[3], -brightness, brightness)
+    image = image + scale * noise_std * tf.random.stateless_normal(tf.shape(image), seeds[4])
+    return {**example, "image": image, target: target_map}
+
+
+def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = None,
+         shuffle: bool = False, augment_images: bool = False, seed: int | None = None,
+         balanced: bool = False, cache: bool = False, repeat: bool = False) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of one split of a record folder (see the package docstring).
+
+    Args:
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        batch_size: batch the examples (``None`` yields single examples).
+        shuffle: shuffle examples (and shard order) each epoch; ``seed`` fixes the order.
+        augment_images: apply :func:`augment` (stateless, seeded from ``seed`` and the
+            example's position, so a seed reproduces the same augmented stream).
+        balanced: class-balanced batches for triplet training: examples are drawn
+            round-robin from per-class streams (repeated forever), so every batch of
+            ``batch_size >= 2 * classes`` holds at least two images of each class present.
+        cache: cache decoded examples in memory after the first pass.
+        repeat: repeat forever (implied by ``balanced``).
+    """
+    manifest = read_manifest(directory)
+    if split not in manifest["shards"]:
+        raise InputError(directory, f"no split {split!r}; the manifest has "
+                                    f"{', '.join(manifest['shards'])}")
+    names = manifest["shards"][split]
+    if not names:
+        raise InputError(directory, f"split {split!r} holds no images")
+    files = [os.path.join(os.fspath(directory), name) for name in names]
+    for path in files:
+        if not os.path.exists(path):
+            raise InputError(path, "shard listed in manifest.json is missing")
+    compression = manifest.get("compression") or ""
+    seed = 0 if seed is None else seed
+    shard_ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        shard_ds = shard_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = shard_ds.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
+        cycle_length=min(len(files), 4), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+    dataset = records.map(_parser(manifest["dataset"]), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        dataset = dataset.cache()
+    if balanced:
+        if batch_size is None:
+            raise ValueError("balanced batches need a batch_size")
+        present = [c for c, n in enumerate(_class_counts(manifest, split)) if n]
+        if batch_size < 2 * len(present):
+            raise ValueError(f"balanced batches of {batch_size} cannot hold two images of "
+                             f"each of {len(present)} classes")
+        streams = [dataset.filter(lambda e, c=c: e["label"] == c).repeat()
+                   .shuffle(256, seed=seed + c) for c in present]
+        order = tf.data.Dataset.range(len(present)).repeat()
+        dataset = tf.data.Dataset.choose_from_datasets(streams, order)
+    else:
+        if shuffle:
+            dataset = dataset.shuffle(min(4096, _total(manifest, split)), seed=seed,
+                                      reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+    if augment_images:
+        dataset = dataset.enumerate().map(
+            lambda index, example: augment(example, tf.stack([tf.cast(seed, tf.int64), index])),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size is not None:
+        dataset = dataset.batch(batch_size, drop_remainder=balanced)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _total(manifest: dict, split: str) -> int:
+    return int(manifest["counts"][split]["total"])
+
+
+def _class_counts(manifest: dict, split: str) -> list[int]:
+    counts = manifest["counts"][split]
+    return [int(counts[name]) for name in manifest["classes"]]

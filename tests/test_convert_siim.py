@@ -1,0 +1,160 @@
+"""SIIM-ACR raw -> TFRecords: round trip, splits, determinism, atomicity, privacy, bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cxrkit.errors import InputError
+from data_prep.dicom import read_dicom
+from data_prep.siim_acr.convert import clahe, convert_siim_acr, parse_split, to_uint8
+
+tf = pytest.importorskip("tensorflow")
+from cxrkit.data import load  # noqa: E402
+
+
+def _convert(src, out, **kwargs):
+    params = {"size": 64, "subset": None, "split": "0.5,0.25,0.25", "seed": 0}
+    return convert_siim_acr(src, Path(src) / "train-rle.csv", out, **{**params, **kwargs})
+
+
+def _read_all(out):
+    manifest = json.loads((Path(out) / "manifest.json").read_text())
+    examples = {}
+    for split, count in manifest["counts"].items():
+        if count["total"]:
+            for e in load(out, split):
+                examples[e["image_id"].numpy().decode()] = (split, e)
+    return manifest, examples
+
+
+def test_round_trip_labels_and_masks(siim_phantom, tmp_path):
+    src, items = siim_phantom
+    manifest, examples = _read_all(_convert(src, tmp_path) and tmp_path)
+    assert set(examples) == {i.image_id for i in items}  # every image in exactly one split
+    assert sum(c["total"] for c in manifest["counts"].values()) == 12
+    for item in items:
+        split, e = examples[item.image_id]
+        assert int(e["label"]) == item.label
+        image = e["image"].numpy()
+        assert image.shape == (64, 64, 1)
+        assert abs(image.mean()) < 1e-4 and abs(image.std() - 1) < 1e-3  # per-image z-score
+        mask = e["mask"].numpy()
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        from data_prep.siim_acr import read_rle_csv, rle_decode
+
+        regions = read_rle_csv(Path(src) / "train-rle.csv").regions[item.image_id]
+        full = np.zeros((96, 96), bool)
+        for rle in regions:
+            full |= rle_decode(rle, 96, 96)
+        assert abs(mask.mean() - full.mean()) <= 0.05 * max(full.mean(), 0.01)
+    for split, count in manifest["counts"].items():  # class-balanced splits
+        assert abs(count["healthy"] - count["pneumothorax"]) <= 1, split
+
+
+def test_subset_and_split_rules(siim_phantom, tmp_path):
+    src, _ = siim_phantom
+    manifest = _convert(src, tmp_path / "a", subset=8, split=None)
+    assert manifest["counts"]["train"]["total"] + manifest["counts"]["validation"]["total"] \
+        + manifest["counts"]["test"]["total"] == 8
+    assert sum(c["pneumothorax"] for c in manifest["counts"].values()) == 4
+    with pytest.raises(InputError, match="needs 7 pneumothorax and 7 healthy"):
+        _convert(src, tmp_path / "b", subset=14)
+    three = _convert(src, tmp_path / "c", subset=3, split=None)
+    assert sum(c["total"] for c in three["counts"].values()) == 3
+    assert parse_split(None, 7200) == (5200, 1000, 1000)
+    assert parse_split("6,3,3", 12) == (6, 3, 3)
+    with pytest.raises(InputError, match="add up to 11"):
+        parse_split("5,3,3", 12)
+
+
+def test_deterministic_and_atomic(siim_phantom, tmp_path):
+    src, _ = siim_phantom
+    _convert(src, tmp_path / "a", shards=2)
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "train-00000-of-00002.tfrecord.partial").write_bytes(b"interrupted")
+    (out / "train-00003-of-00007.tfrecord").write_bytes(b"stale")
+    _convert(src, out, shards=2)
+    names_a = sorted(os.listdir(tmp_path / "a"))
+    assert names_a == sorted(os.listdir(out))
+    assert not any(n.endswith(".partial") for n in names_a)
+    for name in names_a:
+        assert (tmp_path / "a" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_no_patient_field_reaches_the_output(siim_phantom, tmp_path):
+    src, _ = siim_phantom
+    _convert(src, tmp_path)
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    for planted in (b"PHANTOM^SIIM", b"ACC3X", b"phantom-3-", b"19010101"):
+        assert planted not in blob
+
+
+def _broken_copy(src, dst):
+    shutil.copytree(src, dst)
+    files = sorted(Path(dst).rglob("*.dcm"))
+    files[0].write_bytes(files[0].read_bytes()[:400])  # truncated
+    files[1].unlink()  # row without image
+    stray = files[2].parent / "1.2.3.4.5.dcm"  # image without row
+    shutil.copy(files[2], stray)
+    with open(Path(dst) / "train-rle.csv", "a") as table:
+        table.write(f"{files[3].stem}, 1 2 3\n")  # malformed row
+    return files
+
+
+def test_bad_inputs_are_skipped_and_listed(siim_phantom, tmp_path):
+    src, _ = siim_phantom
+    files = _broken_copy(src, tmp_path / "raw")
+    manifest = _convert(tmp_path / "raw", tmp_path / "out")
+    reasons = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    text = json.dumps(manifest["skipped"])
+    assert "truncated" in text and files[0].name in text
+    assert f"{files[1].stem}" in text and "no DICOM found" in text
+    assert any("1.2.3.4.5.dcm" in s and "unknown label" in r for s, r in reasons.items())
+    assert "odd count" in text
+    assert sum(c["total"] for c in manifest["counts"].values()) == 12 - 3
+
+
+def test_strict_cli_stops_with_one_line(siim_phantom, tmp_path):
+    src, _ = siim_phantom
+    _broken_copy(src, tmp_path / "raw")
+    result = subprocess.run(
+        [sys.executable, "-c", "from cxrkit.cli import main; main()", "data", "siim-acr",
+         "--images", str(tmp_path / "raw"), "--rle", str(tmp_path / "raw" / "train-rle.csv"),
+         "--out", str(tmp_path / "out"), "--subset", "all", "--size", "32", "--strict"],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "--strict" in last
+
+
+def test_real_samples(realdata, tmp_path):
+    raw = realdata / "siim-acr"
+    table = tmp_path / "rle.csv"
+    sample = (raw / "train-rle-sample.csv").read_text(encoding="utf-8-sig")
+    original = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819"
+    table.write_text(sample.rstrip("\n") + f"\n{original}, -1\nFake_MONOHR1, -1\n")
+    manifest = convert_siim_acr(raw, table, tmp_path / "out", size=64, subset=None,
+                                split="1,0,0")
+    skipped = [s["source"] for s in manifest["skipped"]]
+    assert len(skipped) == 10 and all("no DICOM found" in s["reason"]
+                                      for s in manifest["skipped"])
+    examples = {e["image_id"].numpy().decode(): e for e in load(tmp_path / "out", "train")}
+    assert set(examples) == {original, "Fake_MONOHR1"}
+    for e in examples.values():
+        assert int(e["label"]) == 0 and not e["mask"].numpy().any()
+    # The twin holds the original's stored values under MONOCHROME1, so it is converted as
+    # the inverted picture: its record is the preprocessing of 255 - original.
+    inverted = 255.0 - read_dicom(raw / f"{original}.dcm")
+    expected = cv2.resize(clahe(to_uint8(inverted)), (64, 64), interpolation=cv2.INTER_AREA)
+    expected = (expected - expected.mean()) / expected.std()
+    twin = examples["Fake_MONOHR1"]["image"].numpy()[..., 0]
+    np.testing.assert_allclose(twin, expected, atol=1e-4)
+    assert np.corrcoef(twin.ravel(), examples[original]["image"].numpy().ravel())[0, 1] < -0.9
