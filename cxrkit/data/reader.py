@@ -61,44 +61,50 @@ def _parser(dataset: str):
     return parse
 
 
-def _rotation_matrix(angle, height, width):
-    """Projective transform (8 numbers) rotating by ``angle`` radians about the centre."""
-    cos, sin = tf.cos(angle), tf.sin(angle)
+def _rotation_matrices(angles, height, width):
+    """Projective transforms (B, 8) rotating each image by its angle (radians) about the centre."""
+    cos, sin = tf.cos(angles), tf.sin(angles)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    zeros = tf.zeros_like(angles)
     return tf.stack([cos, -sin, cx - cos * cx + sin * cy,
-                     sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
+                     sin, cos, cy - sin * cx - cos * cy, zeros, zeros], axis=1)
 
 
 def augment(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float = 0.05,
             brightness: float = 0.1, contrast: float = 0.1) -> dict:
-    """The 2023 study's augmentation, stateless given ``seed`` (a shape-[2] int tensor).
+    """The 2023 study's augmentation on a batch (B, H, W, C), stateless given ``seed``.
 
-    Flip and rotation apply to the image and the mask/heatmap alike (bilinear for the image
-    and heatmap, nearest for a 0/1 mask); brightness, contrast and Gaussian noise touch the
-    image only. Brightness and noise are relative to the image's own standard deviation, so
-    they mean the same for z-scored and [0, 1] images.
+    ``seed`` is a shape-[2] int tensor; each image of the batch draws its own flip, rotation
+    (uniform within +-``max_degrees``), contrast and brightness factors and noise. Flip and
+    rotation apply to the image and the mask/heatmap alike (bilinear for the image and heatmap,
+    nearest for a 0/1 mask); brightness, contrast and Gaussian noise touch the image only and
+    are relative to each image's standard deviation, so they mean the same for z-scored and
+    [0, 1] images.
     """
     target = "mask" if "mask" in example else "heatmap"
     image, target_map = example["image"], example[target]
+    batch = tf.shape(image)[0]
     seeds = tf.random.experimental.stateless_split(seed, num=5)
-    flip = tf.random.stateless_uniform([], seeds[0]) < 0.5
-    image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
-    target_map = tf.cond(flip, lambda: tf.image.flip_left_right(target_map), lambda: target_map)
-    angle = tf.random.stateless_uniform([], seeds[1], -1.0, 1.0) * (max_degrees * math.pi / 180)
-    shape = tf.cast(tf.shape(image), tf.float32)
-    matrix = _rotation_matrix(angle, shape[0], shape[1])[None]
-    size = tf.shape(image)[:2]
+    flip = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0]) < 0.5
+    image = tf.where(flip, tf.reverse(image, axis=[2]), image)
+    target_map = tf.where(flip, tf.reverse(target_map, axis=[2]), target_map)
+    angles = tf.random.stateless_uniform([batch], seeds[1], -1.0, 1.0) * (
+        max_degrees * math.pi / 180)
+    size = tf.shape(image)[1:3]
+    matrices = _rotation_matrices(angles, tf.cast(size[0], tf.float32),
+                                  tf.cast(size[1], tf.float32))
 
     def rotate(values, interpolation):
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=values[None], transforms=matrix, output_shape=size, fill_value=0.0,
-            interpolation=interpolation, fill_mode="CONSTANT")[0]
+            images=values, transforms=matrices, output_shape=size, fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT")
 
     image = rotate(image, "BILINEAR")
     target_map = rotate(target_map, "NEAREST" if target == "mask" else "BILINEAR")
-    scale = tf.math.reduce_std(image)
-    image = image * (1.0 + tf.random.stateless_uniform([], seeds[2], -contrast, contrast))
-    image = image + scale * tf.random.stateless_uniform([], seeds[3], -brightness, brightness)
+    scale = tf.math.reduce_std(image, axis=[1, 2, 3], keepdims=True)
+    shape = [batch, 1, 1, 1]
+    image = image * (1.0 + tf.random.stateless_uniform(shape, seeds[2], -contrast, contrast))
+    image = image + scale * tf.random.stateless_uniform(shape, seeds[3], -brightness, brightness)
     image = image + scale * noise_std * tf.random.stateless_normal(tf.shape(image), seeds[4])
     return {**example, "image": image, target: target_map}
 
@@ -112,8 +118,8 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
         split: ``"train"``, ``"validation"`` or ``"test"``.
         batch_size: batch the examples (``None`` yields single examples).
         shuffle: shuffle examples (and shard order) each epoch; ``seed`` fixes the order.
-        augment_images: apply :func:`augment` (stateless, seeded from ``seed`` and the
-            example's position, so a seed reproduces the same augmented stream).
+        augment_images: apply :func:`augment` to each example (stateless, seeded from
+            ``seed`` and the example's position, so a seed reproduces the same stream).
         balanced: class-balanced batches for triplet training: examples are drawn
             round-robin from per-class streams (repeated forever), so every batch of
             ``batch_size >= 2 * classes`` holds at least two images of each class present.
@@ -160,13 +166,20 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
                                       reshuffle_each_iteration=True)
         if repeat:
             dataset = dataset.repeat()
-    if augment_images:
+    if augment_images:  # per example, so tf.data spreads the work over all cores
         dataset = dataset.enumerate().map(
-            lambda index, example: augment(example, tf.stack([tf.cast(seed, tf.int64), index])),
+            lambda index, example: _augment_one(example, tf.stack([tf.cast(seed, tf.int64),
+                                                                   index])),
             num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         dataset = dataset.batch(batch_size, drop_remainder=balanced)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment_one(example: dict, seed) -> dict:
+    maps = [k for k in ("image", "mask", "heatmap") if k in example]
+    batch = augment({k: example[k][None] for k in maps}, seed)
+    return {**example, **{k: batch[k][0] for k in maps}}
 
 
 def _total(manifest: dict, split: str) -> int:
