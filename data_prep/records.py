@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +126,27 @@ def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int
         if name.startswith(f"{split}-") and ".tfrecord" in name and name not in names:
             os.remove(os.path.join(out, name))
     return names
+
+
+def write_splits(out: str, members: Mapping[str, Sequence], example: Callable[[object], bytes],
+                 label: Callable[[object], int], classes: Sequence[str], *,
+                 shards: int | None, compression: str | None) -> tuple[dict, dict]:
+    """Write every split's examples; returns (counts per split and class, shard names).
+
+    ``members[split]`` lists the split's items in record order; ``example(item)`` serializes
+    one and ``label(item)`` gives its class index.
+    """
+    os.makedirs(out, exist_ok=True)
+    clear_partials(out)
+    counts, names = {}, {}
+    for split in SPLITS:
+        items = members[split]
+        names[split] = write_shards(out, split, [example(i) for i in items], shards=shards,
+                                    compression=compression)
+        labels = [label(i) for i in items]
+        counts[split] = {"total": len(items),
+                         **{name: labels.count(c) for c, name in enumerate(classes)}}
+    return counts, names
 
 
 def write_manifest(out: str, manifest: Mapping) -> str:

@@ -30,15 +30,7 @@ from data_prep.dicom import read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap, resample_image
 from data_prep.pipeline import SkipLog, run_jobs
-from data_prep.records import (
-    SPLITS,
-    clear_partials,
-    png,
-    serialize,
-    sha256_file,
-    write_manifest,
-    write_shards,
-)
+from data_prep.records import png, serialize, sha256_file, write_manifest, write_splits
 
 REQUIRED = ("dicom_id", "path", "patient_id", *DIAGNOSES)
 
@@ -220,20 +212,11 @@ def convert_egd_cxr(
         "validation": [i for i in ids if kept[i][1] in val_patients],
         "test": [i for i in ids if kept[i][1] in test_patients],
     }
-    os.makedirs(out, exist_ok=True)
-    clear_partials(out)
-    counts, shard_names = {}, {}
-    for name in SPLITS:
-        examples = [
-            serialize({"image": kept[i][2], "heatmap": kept[i][3], "label": kept[i][0],
-                       "image_id": i.encode(), "patient_id": kept[i][1].encode()})
-            for i in members[name]
-        ]
-        shard_names[name] = write_shards(out, name, examples, shards=shards,
-                                         compression=compression)
-        counts[name] = {"total": len(members[name]),
-                        **{d: sum(kept[i][0] == k for i in members[name])
-                           for k, d in enumerate(DIAGNOSES)}}
+    counts, shard_names = write_splits(
+        out, members,
+        lambda i: serialize({"image": kept[i][2], "heatmap": kept[i][3], "label": kept[i][0],
+                             "image_id": i.encode(), "patient_id": kept[i][1].encode()}),
+        lambda i: kept[i][0], DIAGNOSES, shards=shards, compression=compression)
     rows_, cols_ = target
     manifest = {
         "dataset": "egd-cxr",

@@ -29,13 +29,12 @@ from data_prep.dicom import read_dicom
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     SPLITS,
-    clear_partials,
     png,
     serialize,
     sha256_file,
     stratified_split,
     write_manifest,
-    write_shards,
+    write_splits,
 )
 from data_prep.siim_acr.rle import RLEError, rle_decode
 from data_prep.siim_acr.rle_csv import read_rle_csv
@@ -194,20 +193,12 @@ def convert_siim_acr(
     ids = sorted(kept)
     labels = [kept[i][0] for i in ids]
     weights = parse_split(split, len(ids))
-    os.makedirs(out, exist_ok=True)
-    clear_partials(out)
-    counts, shard_names = {}, {}
-    for name, members in zip(SPLITS, stratified_split(labels, weights, rng), strict=True):
-        examples = [
-            serialize({"image": kept[ids[k]][1], "mask": kept[ids[k]][2],
-                       "label": int(labels[k]), "image_id": ids[k].encode()})
-            for k in members
-        ]
-        shard_names[name] = write_shards(out, name, examples, shards=shards,
-                                         compression=compression)
-        counts[name] = {"total": len(members),
-                        **{cls: sum(labels[k] == c for k in members)
-                           for c, cls in enumerate(CLASSES)}}
+    splits = dict(zip(SPLITS, stratified_split(labels, weights, rng), strict=True))
+    counts, shard_names = write_splits(
+        out, splits,
+        lambda k: serialize({"image": kept[ids[k]][1], "mask": kept[ids[k]][2],
+                             "label": int(labels[k]), "image_id": ids[k].encode()}),
+        lambda k: labels[k], CLASSES, shards=shards, compression=compression)
     manifest = {
         "dataset": "siim-acr",
         "classes": list(CLASSES),
