@@ -114,7 +114,8 @@ def _patient_split(patients: list[str], sizes: tuple[int, int],
     counts: dict[str, int] = {}
     for p in patients:
         counts[p] = counts.get(p, 0) + 1
-    order = [list(counts)[i] for i in rng.permutation(len(counts))]
+    unique = list(counts)
+    order = [unique[i] for i in rng.permutation(len(unique))]
     chosen: list[set[str]] = []
     for size in sizes:
         group, total = set(), 0
