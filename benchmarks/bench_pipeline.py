@@ -51,7 +51,7 @@ def main() -> None:
             "decode + z-score": rate(
                 load(records, "train", batch_size=args.batch).repeat(args.passes), total),
             "decode + z-score + augment": rate(
-                load(records, "train", batch_size=args.batch, augment_images=True, seed=0)
+                load(records, "train", batch_size=args.batch, augment=True, seed=0)
                 .repeat(args.passes), total),
         }
     for name, value in rates.items():

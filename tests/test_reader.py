@@ -9,7 +9,7 @@ from data_prep.siim_acr.convert import convert_siim_acr
 
 tf = pytest.importorskip("tensorflow")
 from cxrkit.data import load  # noqa: E402
-from cxrkit.data.reader import augment  # noqa: E402
+from cxrkit.data.reader import augment_batch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_augmentation_moves_image_and_mask_together():
     square = ((abs(yy - 20) < 8) & (abs(xx - 40) < 10)).astype(np.float32)[..., None]
     example = {"image": tf.constant(square[None]), "mask": tf.constant(square[None])}
     for seed in range(8):
-        out = augment(example, tf.constant([seed, 1], tf.int64), noise_std=0.0,
+        out = augment_batch(example, tf.constant([seed, 1], tf.int64), noise_std=0.0,
                       brightness=0.0, contrast=0.0)
         image, mask = out["image"].numpy()[0, ..., 0] > 0.5, out["mask"].numpy()[0, ..., 0]
         assert set(np.unique(mask)) <= {0.0, 1.0}  # nearest keeps a binary mask binary
@@ -36,7 +36,7 @@ def test_augmentation_moves_image_and_mask_together():
 
 def test_augmentation_changes_intensity_only_in_the_image():
     example = {"image": tf.ones((2, 32, 32, 1)) * 3.0, "mask": tf.ones((2, 32, 32, 1))}
-    out = augment(example, tf.constant([0, 5], tf.int64), max_degrees=0.0)
+    out = augment_batch(example, tf.constant([0, 5], tf.int64), max_degrees=0.0)
     centre = (slice(None), slice(8, 24), slice(8, 24))
     assert not np.allclose(out["image"].numpy()[centre], 3.0)
     np.testing.assert_array_equal(out["mask"].numpy()[centre], 1.0)
@@ -45,7 +45,7 @@ def test_augmentation_changes_intensity_only_in_the_image():
 def test_seeded_augmented_stream_repeats(siim_records):
     def first(seed):
         batch = next(iter(load(siim_records, "train", batch_size=4, shuffle=True,
-                               augment_images=True, seed=seed)))
+                               augment=True, seed=seed)))
         return batch["image"].numpy()
 
     np.testing.assert_array_equal(first(3), first(3))

@@ -70,7 +70,7 @@ def _rotation_matrices(angles, height, width):
                      sin, cos, cy - sin * cx - cos * cy, zeros, zeros], axis=1)
 
 
-def augment(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float = 0.05,
+def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float = 0.05,
             brightness: float = 0.1, contrast: float = 0.1) -> dict:
     """The 2023 study's augmentation on a batch (B, H, W, C), stateless given ``seed``.
 
@@ -110,7 +110,7 @@ def augment(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float 
 
 
 def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = None,
-         shuffle: bool = False, augment_images: bool = False, seed: int | None = None,
+         shuffle: bool = False, augment: bool = False, seed: int | None = None,
          balanced: bool = False, cache: bool = False, repeat: bool = False) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of one split of a record folder (see the package docstring).
 
@@ -118,7 +118,7 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
         split: ``"train"``, ``"validation"`` or ``"test"``.
         batch_size: batch the examples (``None`` yields single examples).
         shuffle: shuffle examples (and shard order) each epoch; ``seed`` fixes the order.
-        augment_images: apply :func:`augment` to each example (stateless, seeded from
+        augment: apply :func:`augment_batch` to each example (stateless, seeded from
             ``seed`` and the example's position, so a seed reproduces the same stream).
         balanced: class-balanced batches for triplet training: examples are drawn
             round-robin from per-class streams (repeated forever), so every batch of
@@ -166,7 +166,7 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
                                       reshuffle_each_iteration=True)
         if repeat:
             dataset = dataset.repeat()
-    if augment_images:  # per example, so tf.data spreads the work over all cores
+    if augment:  # per example, so tf.data spreads the work over all cores
         dataset = dataset.enumerate().map(
             lambda index, example: _augment_one(example, tf.stack([tf.cast(seed, tf.int64),
                                                                    index])),
@@ -178,7 +178,7 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
 
 def _augment_one(example: dict, seed) -> dict:
     maps = [k for k in ("image", "mask", "heatmap") if k in example]
-    batch = augment({k: example[k][None] for k in maps}, seed)
+    batch = augment_batch({k: example[k][None] for k in maps}, seed)
     return {**example, **{k: batch[k][0] for k in maps}}
 
 
