@@ -40,6 +40,25 @@ class Skipped:
         return {"source": self.source, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """What a converter's worker makes of one image: PNG bytes and the source's checksum."""
+
+    image_png: bytes
+    target_png: bytes  # the mask or heatmap
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One image that made it into the records."""
+
+    label: int
+    source: str  # path relative to the image root, as reported in the manifest
+    encoded: Encoded
+    patient_id: str = ""
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

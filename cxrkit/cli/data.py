@@ -44,7 +44,8 @@ def _conversion_options(function):
     return function
 
 
-def _report(manifest: dict, out: str, skipped: list[dict]) -> None:
+def _report(manifest: dict, out: str) -> None:
+    skipped = manifest["skipped"]
     for split, count in manifest["counts"].items():
         by_class = ", ".join(f"{v} {k}" for k, v in count.items() if k != "total")
         click.echo(f"{split}: {count['total']} images ({by_class})")
@@ -79,7 +80,7 @@ def siim_acr(images, rle_csv, size, subset, split, out, shards, workers, seed, s
     manifest = convert_siim_acr(images, rle_csv, out, size=size, subset=subset, split=split,
                                 shards=shards, workers=workers, seed=seed, strict=strict,
                                 compression="GZIP" if gzip else None, show_progress=True)
-    _report(manifest, out, manifest["skipped"])
+    _report(manifest, out)
 
 
 class _Size(click.ParamType):
@@ -129,7 +130,7 @@ def egd_cxr(master_sheet, eye_gaze, fixations, images, size, sigma, weight, test
         sigma=sigma or STUDY_SIGMA, weight=weight, test=test, val=val, shards=shards,
         workers=workers, seed=seed, strict=strict, compression="GZIP" if gzip else None,
         show_progress=True)
-    _report(manifest, out, manifest["skipped"])
+    _report(manifest, out)
 
 
 @data.group()

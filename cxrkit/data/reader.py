@@ -71,7 +71,7 @@ def _rotation_matrices(angles, height, width):
 
 
 def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float = 0.05,
-            brightness: float = 0.1, contrast: float = 0.1) -> dict:
+                  brightness: float = 0.1, contrast: float = 0.1) -> dict:
     """The 2023 study's augmentation on a batch (B, H, W, C), stateless given ``seed``.
 
     ``seed`` is a shape-[2] int tensor; each image of the batch draws its own flip, rotation

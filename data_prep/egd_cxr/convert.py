@@ -30,7 +30,15 @@ from data_prep.dicom import read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap, resample_image
 from data_prep.pipeline import SkipLog, run_jobs
-from data_prep.records import png, serialize, sha256_file, write_manifest, write_splits
+from data_prep.records import (
+    Converted,
+    Encoded,
+    png,
+    serialize,
+    sha256_file,
+    write_manifest,
+    write_splits,
+)
 
 REQUIRED = ("dicom_id", "path", "patient_id", *DIAGNOSES)
 
@@ -91,21 +99,21 @@ class _Job:
     target: tuple[int, int]
 
 
-def _prepare(job: _Job):
-    """Worker: ('ok', image PNG, heatmap PNG16, sha256) or ('skip', why)."""
+def _prepare(job: _Job) -> Encoded | str:
+    """Worker: the encoded image and 16-bit heatmap, or the reason to skip the image."""
     try:
         pixels = read_dicom(job.path)
     except InputError as err:
-        return "skip", err.problem
+        return err.problem
     weights = job.gaze.duration if job.weight == "duration" else None
     try:
         heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights, pixels.shape, target=job.target,
                             sigma=job.sigma)
     except ValueError as err:
-        return "skip", str(err)
+        return str(err)
     image = np.round(resample_image(pixels, job.target) * 255).astype(np.uint8)
     heat16 = np.round(heat * 65535).astype(np.uint16)
-    return "ok", png(image), png(heat16), sha256_file(job.path)
+    return Encoded(png(image), png(heat16), sha256_file(job.path))
 
 
 def _patient_split(patients: list[str], sizes: tuple[int, int],
@@ -193,31 +201,33 @@ def convert_egd_cxr(
                          sigma, target))
         meta.append((dicom_id, label, (row["patient_id"] or "").strip()))
 
-    kept = {}
+    kept: dict[str, Converted] = {}
     results = run_jobs(_prepare, jobs, workers=workers, label="EGD-CXR",
                        show_progress=show_progress)
     for job, (dicom_id, label, patient), result in zip(jobs, meta, results, strict=True):
-        if result[0] == "skip":
-            skipped.add(job.source, result[1])
+        if isinstance(result, str):
+            skipped.add(job.source, result)
         else:
-            kept[dicom_id] = (label, patient, *result[1:], job.source)
+            kept[dicom_id] = Converted(label, job.source, result, patient)
     if len(kept) <= test + val:
         raise InputError(master_sheet, f"{len(kept)} usable images cannot fill --test {test} "
                                        f"and --val {val} and leave any for training")
 
     ids = sorted(kept)
     rng = np.random.default_rng(seed)
-    test_patients, val_patients = _patient_split([kept[i][1] for i in ids], (test, val), rng)
+    test_patients, val_patients = _patient_split([kept[i].patient_id for i in ids],
+                                                 (test, val), rng)
     members = {
-        "train": [i for i in ids if kept[i][1] not in test_patients | val_patients],
-        "validation": [i for i in ids if kept[i][1] in val_patients],
-        "test": [i for i in ids if kept[i][1] in test_patients],
+        "train": [i for i in ids if kept[i].patient_id not in test_patients | val_patients],
+        "validation": [i for i in ids if kept[i].patient_id in val_patients],
+        "test": [i for i in ids if kept[i].patient_id in test_patients],
     }
     counts, shard_names = write_splits(
         out, members,
-        lambda i: serialize({"image": kept[i][2], "heatmap": kept[i][3], "label": kept[i][0],
-                             "image_id": i.encode(), "patient_id": kept[i][1].encode()}),
-        lambda i: kept[i][0], DIAGNOSES, shards=shards, compression=compression)
+        lambda i: serialize({"image": kept[i].encoded.image_png,
+                             "heatmap": kept[i].encoded.target_png, "label": kept[i].label,
+                             "image_id": i.encode(), "patient_id": kept[i].patient_id.encode()}),
+        lambda i: kept[i].label, DIAGNOSES, shards=shards, compression=compression)
     rows_, cols_ = target
     manifest = {
         "dataset": "egd-cxr",
@@ -244,7 +254,7 @@ def convert_egd_cxr(
             "master_sheet": {"name": os.path.basename(master_sheet),
                              "sha256": sha256_file(master_sheet)},
             "gaze": {"name": os.path.basename(gaze_table), "sha256": sha256_file(gaze_table)},
-            "images": {kept[i][5]: kept[i][4] for i in ids},
+            "images": {kept[i].source: kept[i].encoded.sha256 for i in ids},
         },
         "skipped": [item.as_dict() for item in skipped.items],
     }

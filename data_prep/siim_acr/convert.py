@@ -29,6 +29,8 @@ from data_prep.dicom import read_dicom
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     SPLITS,
+    Converted,
+    Encoded,
     png,
     serialize,
     sha256_file,
@@ -64,24 +66,24 @@ class _Job:
     size: int
 
 
-def _prepare(job: _Job):
-    """Worker: ('ok', image PNG, mask PNG, sha256) or ('skip', reason)."""
+def _prepare(job: _Job) -> Encoded | str:
+    """Worker: the encoded image and mask, or the reason to skip the image."""
     try:
         pixels = read_dicom(job.path)
     except InputError as err:
-        return "skip", err.problem
+        return err.problem
     rows, cols = pixels.shape
     mask = np.zeros((rows, cols), bool)
     for rle in job.regions:
         try:
             mask |= rle_decode(rle, rows, cols)
         except RLEError as err:
-            return "skip", f"mask row does not fit the {rows}x{cols} image: {err}"
+            return f"mask row does not fit the {rows}x{cols} image: {err}"
     image = cv2.resize(clahe(to_uint8(pixels)), (job.size, job.size),
                        interpolation=cv2.INTER_AREA)
     small_mask = cv2.resize(mask.astype(np.uint8) * 255, (job.size, job.size),
                             interpolation=cv2.INTER_NEAREST)
-    return "ok", png(image), png(small_mask), sha256_file(job.path)
+    return Encoded(png(image), png(small_mask), sha256_file(job.path))
 
 
 def parse_split(text: str | None, subset_size: int) -> tuple[float, ...]:
@@ -166,12 +168,12 @@ def convert_siim_acr(
                                  f"{quota[0]} healthy images; the data holds "
                                  f"{len(candidates[1])} and {len(candidates[0])}")
     queues = {c: [candidates[c][i] for i in rng.permutation(len(candidates[c]))] for c in (0, 1)}
-    kept: dict[str, tuple] = {}
+    kept: dict[str, Converted] = {}
     while True:
         # Take what each class still needs from its queue; failures are replaced next round.
         wanted = []
         for c in (0, 1):
-            have = sum(1 for r in kept.values() if r[0] == c)
+            have = sum(1 for r in kept.values() if r.label == c)
             need = len(queues[c]) if quota[c] is None else quota[c] - have
             wanted += queues[c][:need]
             queues[c] = queues[c][need:]
@@ -182,22 +184,23 @@ def convert_siim_acr(
         for image_id, job, result in zip(wanted, jobs, run_jobs(
                 _prepare, jobs, workers=workers, label="SIIM-ACR",
                 show_progress=show_progress), strict=True):
-            if result[0] == "skip":
-                skipped.add(job.source, result[1])
+            if isinstance(result, str):
+                skipped.add(job.source, result)
             else:
-                kept[image_id] = (table.label(image_id), *result[1:], job.source)
+                kept[image_id] = Converted(table.label(image_id), job.source, result)
     if subset is not None and len(kept) < subset:
         raise InputError(images, f"only {len(kept)} usable images for --subset {subset} "
                                  "after skipping unreadable ones")
 
     ids = sorted(kept)
-    labels = [kept[i][0] for i in ids]
+    labels = [kept[i].label for i in ids]
     weights = parse_split(split, len(ids))
     splits = dict(zip(SPLITS, stratified_split(labels, weights, rng), strict=True))
     counts, shard_names = write_splits(
         out, splits,
-        lambda k: serialize({"image": kept[ids[k]][1], "mask": kept[ids[k]][2],
-                             "label": int(labels[k]), "image_id": ids[k].encode()}),
+        lambda k: serialize({"image": kept[ids[k]].encoded.image_png,
+                             "mask": kept[ids[k]].encoded.target_png,
+                             "label": labels[k], "image_id": ids[k].encode()}),
         lambda k: labels[k], CLASSES, shards=shards, compression=compression)
     manifest = {
         "dataset": "siim-acr",
@@ -221,7 +224,7 @@ def convert_siim_acr(
         },
         "sources": {
             "rle_csv": {"name": os.path.basename(table.path), "sha256": sha256_file(table.path)},
-            "images": {kept[i][4]: kept[i][3] for i in ids},
+            "images": {kept[i].source: kept[i].encoded.sha256 for i in ids},
         },
         "skipped": [item.as_dict() for item in skipped.items],
     }
