@@ -68,3 +68,19 @@ def test_clear_errors(siim_records, tmp_path):
         load(siim_records, "test")
     with pytest.raises(InputError, match="no split 'dev'"):
         load(siim_records, "dev")
+
+
+def test_in_model_augmentation_layers(tmp_path):
+    keras = pytest.importorskip("keras")
+    from cxrkit.data import augmentation_layers
+
+    images = np.random.default_rng(0).normal(size=(4, 32, 32, 1)).astype("float32")
+    layers = augmentation_layers(seed=1)
+    np.testing.assert_array_equal(layers(images, training=False), images)  # identity at test
+    trained = np.asarray(layers(images, training=True))
+    assert trained.shape == images.shape and not np.allclose(trained, images)
+    model = keras.Sequential([keras.Input((32, 32, 1)), augmentation_layers(seed=1),
+                              keras.layers.GlobalAveragePooling2D()])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")  # safe_mode stays on
+    np.testing.assert_allclose(loaded(images, training=False), model(images, training=False))

@@ -10,8 +10,11 @@
 Augmentation (MLMI 2023: Gaussian noise, rotation up to 10 degrees, horizontal flip,
 brightness/contrast shifts) is done with TensorFlow ops on each example; geometric changes
 apply identically to the image and its mask/heatmap, intensity changes to the image only.
+:func:`augmentation_layers` offers the same augmentation as Keras layers to run inside a model
+(on the accelerator) for image-only training.
 """
 
+from cxrkit.data.augmentation_layers import augmentation_layers
 from cxrkit.data.reader import load, read_manifest
 
-__all__ = ["load", "read_manifest"]
+__all__ = ["augmentation_layers", "load", "read_manifest"]

@@ -61,51 +61,79 @@ def _parser(dataset: str):
     return parse
 
 
-def _rotation_matrices(angles, height, width):
-    """Projective transforms (B, 8) rotating each image by its angle (radians) about the centre."""
+def _flip_rotation_matrices(angles, flips, height, width):
+    """Projective transforms (B, 8): rotate by ``angles`` (radians) about the centre, then
+    mirror left-right where ``flips`` is true. One resampling does both.
+
+    A transform maps each output pixel (x, y) to the input point it reads; mirroring the
+    output replaces x_in by (width - 1) - x_in.
+    """
     cos, sin = tf.cos(angles), tf.sin(angles)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    a0, a1, a2 = cos, -sin, cx - cos * cx + sin * cy
+    sign = tf.where(flips, -1.0, 1.0)
+    offset = tf.where(flips, width - 1.0, 0.0)
     zeros = tf.zeros_like(angles)
-    return tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+    return tf.stack([sign * a0, sign * a1, offset + sign * a2,
                      sin, cos, cy - sin * cx - cos * cy, zeros, zeros], axis=1)
 
 
+def transform_bilinear(images, matrices):
+    """Resample (B, H, W, C) images through projective ``matrices`` (B, 8), zeros outside."""
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=matrices, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def noise_bank(height: int, width: int, seed: int) -> tf.Tensor:
+    """A (2 * height, 2 * width, 1) field of standard normal noise for :func:`augment_batch`.
+
+    Cropping a random window from one field drawn up front gives every image Gaussian pixel
+    noise for the cost of a copy; drawing fresh normals per image is the most expensive step
+    of the augmentation on a CPU.
+    """
+    return tf.random.stateless_normal([2 * height, 2 * width, 1], seed=[seed, 0x5EED])
+
+
 def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: float = 0.05,
-                  brightness: float = 0.1, contrast: float = 0.1) -> dict:
+                  brightness: float = 0.1, contrast: float = 0.1,
+                  noise: tf.Tensor | None = None) -> dict:
     """The 2023 study's augmentation on a batch (B, H, W, C), stateless given ``seed``.
 
     ``seed`` is a shape-[2] int tensor; each image of the batch draws its own flip, rotation
     (uniform within +-``max_degrees``), contrast and brightness factors and noise. Flip and
-    rotation apply to the image and the mask/heatmap alike (bilinear for the image and heatmap,
-    nearest for a 0/1 mask); brightness, contrast and Gaussian noise touch the image only and
-    are relative to each image's standard deviation, so they mean the same for z-scored and
-    [0, 1] images.
+    rotation apply to the image and the mask/heatmap alike in one bilinear resampling (a 0/1
+    mask is thresholded at 0.5 to stay binary); brightness, contrast and Gaussian noise touch
+    the image only and are relative to each image's standard deviation, so they mean the same
+    for z-scored and [0, 1] images. ``noise`` optionally supplies the standard normal pixel
+    noise (same shape as the images, e.g. windows of a :func:`noise_bank`) instead of fresh
+    draws.
     """
     target = "mask" if "mask" in example else "heatmap"
     image, target_map = example["image"], example[target]
     batch = tf.shape(image)[0]
     seeds = tf.random.experimental.stateless_split(seed, num=5)
-    flip = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[0]) < 0.5
-    image = tf.where(flip, tf.reverse(image, axis=[2]), image)
-    target_map = tf.where(flip, tf.reverse(target_map, axis=[2]), target_map)
+    flips = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
     angles = tf.random.stateless_uniform([batch], seeds[1], -1.0, 1.0) * (
         max_degrees * math.pi / 180)
     size = tf.shape(image)[1:3]
-    matrices = _rotation_matrices(angles, tf.cast(size[0], tf.float32),
-                                  tf.cast(size[1], tf.float32))
+    matrices = _flip_rotation_matrices(angles, flips, tf.cast(size[0], tf.float32),
+                                       tf.cast(size[1], tf.float32))
 
-    def rotate(values, interpolation):
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=values, transforms=matrices, output_shape=size, fill_value=0.0,
-            interpolation=interpolation, fill_mode="CONSTANT")
-
-    image = rotate(image, "BILINEAR")
-    target_map = rotate(target_map, "NEAREST" if target == "mask" else "BILINEAR")
+    # One resampling for both: the map rides along as extra channels (bilinear), and a 0/1
+    # mask is thresholded back to 0/1 afterwards.
+    channels = tf.shape(image)[3]
+    moved = transform_bilinear(tf.concat([image, target_map], axis=3), matrices)
+    image, target_map = moved[..., :channels], moved[..., channels:]
+    if target == "mask":
+        target_map = tf.cast(target_map >= 0.5, target_map.dtype)
     scale = tf.math.reduce_std(image, axis=[1, 2, 3], keepdims=True)
     shape = [batch, 1, 1, 1]
     image = image * (1.0 + tf.random.stateless_uniform(shape, seeds[2], -contrast, contrast))
     image = image + scale * tf.random.stateless_uniform(shape, seeds[3], -brightness, brightness)
-    image = image + scale * noise_std * tf.random.stateless_normal(tf.shape(image), seeds[4])
+    if noise is None:
+        noise = tf.random.stateless_normal(tf.shape(image), seeds[4])
+    image = image + scale * noise_std * noise
     return {**example, "image": image, target: target_map}
 
 
@@ -167,18 +195,26 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
         if repeat:
             dataset = dataset.repeat()
     if augment:  # per example, so tf.data spreads the work over all cores
+        height, width = manifest["features"]["image"]["shape"][:2]
+        bank = noise_bank(height, width, seed)
         dataset = dataset.enumerate().map(
-            lambda index, example: _augment_one(example, tf.stack([tf.cast(seed, tf.int64),
-                                                                   index])),
+            lambda index, example: _augment_one(
+                example, tf.stack([tf.cast(seed, tf.int64), index]), bank),
             num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         dataset = dataset.batch(batch_size, drop_remainder=balanced)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _augment_one(example: dict, seed) -> dict:
+def _augment_one(example: dict, seed, bank: tf.Tensor) -> dict:
+    """:func:`augment_batch` on one example, its noise a random window of ``bank``."""
     maps = [k for k in ("image", "mask", "heatmap") if k in example]
-    batch = augment_batch({k: example[k][None] for k in maps}, seed)
+    shape = tf.shape(example["image"])
+    corner = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(seed, 7),
+                                         0, tf.reduce_min(tf.shape(bank)[:2] - shape[:2] + 1),
+                                         tf.int32)
+    noise = tf.slice(bank, [corner[0], corner[1], 0], shape)
+    batch = augment_batch({k: example[k][None] for k in maps}, seed, noise=noise[None])
     return {**example, **{k: batch[k][0] for k in maps}}
 
 
