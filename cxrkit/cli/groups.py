@@ -10,11 +10,6 @@ import click
 
 
 @click.group()
-def models() -> None:
-    """The model zoo: the nine MLMI 2023 backbones and the MLMI 2024 networks."""
-
-
-@click.group()
 def explain() -> None:
     """Grad-CAM (and variants) overlays and gaze-saliency maps for images."""
 

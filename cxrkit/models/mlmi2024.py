@@ -1,0 +1,134 @@
+"""The MLMI 2024 three-stage network and the models each stage trains.
+
+The network is made of four parts, each a Keras model of its own so that a recipe can train,
+freeze, save and hand them on one by one (``../shared/design.md`` §5):
+
+- ``densenet`` — :func:`~cxrkit.models.densenet_encoder.build_densenet_encoder`;
+- ``densenet_head`` — the stage-1 classifier head on DenseNet201's final features;
+- ``unet`` — the (dual-encoder) Res-SE-UNet of :func:`~cxrkit.models.unet.build_unet`;
+- ``fusion`` — :func:`build_fusion_head`: GAP(DenseNet201 final features, 1920) ⊕
+  GAP(last decoder features, 64) → Dense 64 → Dropout 0.25 → ReLU → Dense 3.
+
+The stage models wire the parts: :func:`encoder_model` (stage 1: triplet embedding and
+logits), :func:`saliency_model` (stage 2) and :class:`GazeDiagnosisNet` (stage 3, and the
+model that is exported: class logits and the predicted gaze map).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import keras
+
+from cxrkit.models.densenet_encoder import build_dense_head, build_densenet_encoder
+from cxrkit.models.unet import build_unet
+
+_CAM_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def build_fusion_head(num_classes: int = 3, *, dense_channels: int = 1920,
+                      decoder_channels: int = 64, hidden: int = 64, dropout: float = 0.25,
+                      name: str = "fusion") -> keras.Model:
+    """The stage-3 multi-scale fusion head (inputs ``features`` and ``decoder_features``)."""
+    features = keras.Input((None, None, dense_channels), name="features")
+    decoder = keras.Input((None, None, decoder_channels), name="decoder_features")
+    x = keras.layers.Concatenate(name="fuse")([
+        keras.layers.GlobalAveragePooling2D(name="pool_dense")(features),
+        keras.layers.GlobalAveragePooling2D(name="pool_decoder")(decoder)])
+    x = keras.layers.Dense(hidden, name="hidden")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model({"features": features, "decoder_features": decoder}, logits, name=name)
+
+
+def build_parts(input_shape=(640, 512, 1), *, num_classes: int = 3,
+                unet_filters=(64, 128, 256, 512, 1024), unet_block: str = "res_se",
+                dual_encoder: bool = True, densenet_weights=None) -> dict[str, keras.Model]:
+    """Fresh ``densenet``, ``densenet_head``, ``unet`` and ``fusion`` parts."""
+    return {
+        "densenet": build_densenet_encoder(input_shape, weights=densenet_weights),
+        "densenet_head": build_dense_head(num_classes),
+        "unet": build_unet(input_shape, filters=unet_filters, block=unet_block,
+                           dual_channels=1920 if dual_encoder else None),
+        "fusion": build_fusion_head(num_classes, decoder_channels=unet_filters[0]),
+    }
+
+
+def _image_input(part: keras.Model):
+    return keras.Input(part.input_shape[1:] if not isinstance(part.input_shape, dict)
+                       else part.input_shape["image"][1:], name="image")
+
+
+def encoder_model(densenet: keras.Model, densenet_head: keras.Model) -> keras.Model:
+    """Stage 1: ``image -> {"embedding": GAP(block4) (1920), "logits": head(features)}``."""
+    image = _image_input(densenet)
+    maps = densenet(image)
+    embedding = keras.layers.GlobalAveragePooling2D(name="embedding")(maps["block4"])
+    logits = keras.layers.Identity(name="logits")(densenet_head(maps["features"]))
+    return keras.Model(image, {"embedding": embedding, "logits": logits}, name="encoder")
+
+
+def _saliency(densenet, unet, image):
+    if "block4" in unet.input:
+        return unet({"image": image, "block4": densenet(image)["block4"]})
+    return unet(image)
+
+
+def saliency_model(densenet: keras.Model, unet: keras.Model) -> keras.Model:
+    """Stage 2: ``image -> {"saliency"}``; the DenseNet is only used by a dual-encoder UNet."""
+    image = _image_input(densenet)
+    out = _saliency(densenet, unet, image)
+    saliency = keras.layers.Identity(name="saliency")(out["saliency"])
+    return keras.Model(image, {"saliency": saliency}, name="saliency_model")
+
+
+@keras.saving.register_keras_serializable(package="cxrkit")
+class GazeDiagnosisNet(keras.Model):
+    """The three-stage network: ``image -> {"logits", "saliency"}``.
+
+    Args:
+        densenet, unet, fusion: the parts (see the module docstring).
+
+    Grad-CAM's target is the DenseNet201 final features (``relu``), as for the DenseNet201
+    classifier; :meth:`cam_model` gives ``image -> (features, logits)``.
+    """
+
+    def __init__(self, densenet: keras.Model, unet: keras.Model, fusion: keras.Model,
+                 **kwargs):
+        self.densenet, self.unet, self.fusion = densenet, unet, fusion
+        image = _image_input(densenet)
+        features, out = self._forward(image)
+        logits = fusion({"features": features, "decoder_features": out["decoder_features"]})
+        logits = keras.layers.Identity(name="logits")(logits)
+        saliency = keras.layers.Identity(name="saliency")(out["saliency"])
+        super().__init__(inputs=image, outputs={"logits": logits, "saliency": saliency},
+                         **kwargs)
+
+    def _forward(self, image):
+        maps = self.densenet(image)
+        if "block4" in self.unet.input:
+            return maps["features"], self.unet({"image": image, "block4": maps["block4"]})
+        return maps["features"], self.unet(image)
+
+    def cam_model(self) -> keras.Model:
+        """A weight-sharing ``image -> (DenseNet201 final features, logits)`` model."""
+        if self not in _CAM_MODELS:
+            image = _image_input(self.densenet)
+            features, out = self._forward(image)
+            logits = self.fusion({"features": features,
+                                  "decoder_features": out["decoder_features"]})
+            _CAM_MODELS[self] = keras.Model(image, [features, logits])
+        return _CAM_MODELS[self]
+
+    def get_config(self):
+        return {"densenet": keras.layers.serialize(self.densenet),
+                "unet": keras.layers.serialize(self.unet),
+                "fusion": keras.layers.serialize(self.fusion), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for part in ("densenet", "unet", "fusion"):
+            config[part] = keras.layers.deserialize(config[part])
+        return cls(**config)

@@ -1,0 +1,119 @@
+"""The MLMI 2024 networks: DenseNet201 taps, Res-SE-UNet family, fusion head, freezing."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cxrkit.losses import SaliencyKL, TripletLoss
+from cxrkit.models import (
+    GazeDiagnosisNet,
+    MultiTaskUNet,
+    build_parts,
+    build_unet,
+    encoder_model,
+    freeze,
+    saliency_model,
+    unfreeze,
+)
+
+SHAPE = (64, 64, 1)
+FILTERS = (8, 16, 32, 64, 128)
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return build_parts(SHAPE, unet_filters=FILTERS)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    return (rng.random((4, *SHAPE), dtype="float32"), np.array([0, 1, 2, 0]),
+            rng.random((4, *SHAPE), dtype="float32"))
+
+
+def _names(weights):
+    return {w.path for w in weights}
+
+
+def test_densenet_taps_and_unet_shapes(parts, batch):
+    x, _, _ = batch
+    maps = parts["densenet"](x)
+    assert tuple(maps["block4"].shape) == (4, 2, 2, 1920)
+    assert tuple(maps["features"].shape) == (4, 2, 2, 1920)
+    assert float(np.min(maps["features"])) >= 0.0  # after the final BN-ReLU
+    out = parts["unet"]({"image": keras.ops.convert_to_tensor(x), "block4": maps["block4"]})
+    saliency = np.asarray(out["saliency"])
+    assert saliency.shape == (4, 64, 64, 1) and (saliency > 0).all()
+    np.testing.assert_allclose(saliency.sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+    assert tuple(out["decoder_features"].shape) == (4, 64, 64, 8)
+    # squeeze-and-excitation with reduction 16 (at least one unit)
+    assert parts["unet"].get_layer("bottleneck_se_reduce").units == 128 // 16
+
+
+def test_stage_models_train_and_freezing_changes_exactly_the_intended_weights(parts, batch):
+    x, y, gaze = batch
+    encoder = encoder_model(parts["densenet"], parts["densenet_head"])
+    encoder.compile("adam", loss={"embedding": TripletLoss(),
+                                  "logits": keras.losses.SparseCategoricalCrossentropy(
+                                      from_logits=True)}, run_eagerly=True)
+    encoder.train_on_batch(x, {"embedding": y, "logits": y})
+
+    freeze(parts, ["densenet"])
+    model = saliency_model(parts["densenet"], parts["unet"])
+    assert _names(model.trainable_weights) == _names(parts["unet"].trainable_weights)
+    bn = parts["densenet"].get_layer("densenet201").get_layer("bn")
+    stats = bn.moving_mean.numpy().copy()
+    dense_before = [w.numpy().copy() for w in parts["densenet"].weights]
+    unet_before = [w.numpy().copy() for w in parts["unet"].trainable_weights]
+    model.compile(keras.optimizers.Adam(1e-3), loss={"saliency": SaliencyKL()},
+                  run_eagerly=True)
+    model.train_on_batch(x, {"saliency": gaze})
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), stats)  # BN statistics held
+    for w, before in zip(parts["densenet"].weights, dense_before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), before)
+    assert all(not np.array_equal(w.numpy(), b)
+               for w, b in zip(parts["unet"].trainable_weights[:3], unet_before, strict=False))
+
+    freeze(parts, ["unet"])
+    net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
+    assert _names(net.trainable_weights) == _names(parts["fusion"].trainable_weights)
+    assert [w.shape for w in parts["fusion"].trainable_weights] == [
+        (1920 + 8, 64), (64,), (64, 3), (3,)]
+    unfreeze(parts, ["densenet", "unet"])
+    assert len(net.trainable_weights) > len(parts["fusion"].trainable_weights)
+
+
+def test_gaze_net_round_trips_and_exposes_the_grad_cam_tap(parts, batch, tmp_path):
+    x, _, _ = batch
+    net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
+    out = net.predict(x, verbose=0)
+    assert out["logits"].shape == (4, 3)
+    np.testing.assert_allclose(out["saliency"].sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+    features, logits = net.cam_model()(x)
+    np.testing.assert_allclose(np.asarray(logits), out["logits"], atol=1e-5)
+    assert tuple(features.shape) == (4, 2, 2, 1920)
+    net.save(tmp_path / "net.keras")
+    loaded = keras.saving.load_model(tmp_path / "net.keras")
+    again = loaded.predict(x, verbose=0)
+    for key in ("logits", "saliency"):
+        np.testing.assert_allclose(again[key], out[key], atol=1e-6)
+
+
+@pytest.mark.parametrize("block", ["res_se", "double_conv"])
+def test_single_encoder_unets_and_mt_unet(block, batch, tmp_path):
+    x, y, gaze = batch
+    unet = build_unet(SHAPE, filters=FILTERS, block=block, num_classes=3)
+    assert "block4" not in [i.name for i in unet.inputs]
+    mt = MultiTaskUNet(unet)
+    mt.compile(keras.optimizers.Adam(1e-2), run_eagerly=True)
+    mt.train_on_batch(x, {"saliency": gaze, "label": y})
+    assert not np.allclose(mt.log_vars.numpy(), 0.0)  # the uncertainty weights learn
+    out = mt.predict(x, verbose=0)
+    np.testing.assert_allclose(out["saliency"].sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+    mt.save(tmp_path / "mt.keras")
+    loaded = keras.saving.load_model(tmp_path / "mt.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0)["logits"], out["logits"], atol=1e-6)
+    np.testing.assert_array_equal(loaded.log_vars.numpy(), mt.log_vars.numpy())
