@@ -53,6 +53,7 @@ def test_classifier_forward_train_step_and_grad_cam_tap(name):
     assert logits.shape == (2, 3) and np.isfinite(logits).all()
     # the tap shares the weights: identical logits, a spatial target map
     target, tap_logits = model.cam_model()(x)
+    target = model.cam_reshape(target)
     np.testing.assert_allclose(np.asarray(tap_logits), logits, atol=1e-5)
     assert len(target.shape) == 4
     if SPECS[name].family == "vit":

@@ -14,7 +14,8 @@ import click
 
 from cxrkit import __version__
 from cxrkit.cli.data import data
-from cxrkit.cli.groups import explain, export, predict, recipe
+from cxrkit.cli.explain import explain
+from cxrkit.cli.groups import export, predict, recipe
 from cxrkit.cli.models import models
 from cxrkit.errors import CxrkitError
 

@@ -10,11 +10,6 @@ import click
 
 
 @click.group()
-def explain() -> None:
-    """Grad-CAM (and variants) overlays and gaze-saliency maps for images."""
-
-
-@click.group()
 def recipe() -> None:
     """Declarative experiments: list, show and run recipes such as mlmi2024 and mlmi2023."""
 

@@ -66,16 +66,16 @@ class CxrClassifier(keras.Model):
         return get_spec(self.model_name).target_layer
 
     def cam_model(self) -> keras.Model:
-        """A weight-sharing functional model ``image -> (target map (B, h, w, C), logits)``."""
+        """A weight-sharing functional model ``image -> (target activations, logits)``.
+
+        For the ViTs the target is the token sequence; :meth:`cam_reshape` lays it on the
+        patch grid (applied to activations and gradients alike, as pytorch-grad-cam does).
+        """
         if self not in _CAM_MODELS:
             image = keras.Input(self.input_shape[1:], name="image")
             rgb = self.to_rgb(image)
             if get_spec(self.model_name).family == "vit":
-                tokens, sequence = vit_tap(self.backbone, rgb)
-                patch = self.backbone.get_layer("vit_patching_and_embedding").patch_size
-                patch = patch if isinstance(patch, int) else patch[0]
-                grid = (self.input_shape[1] // patch, self.input_shape[2] // patch)
-                target = tokens_to_grid(tokens, grid)
+                target, sequence = vit_tap(self.backbone, rgb)
             else:
                 features = keras.Model(
                     self.backbone.inputs,
@@ -83,6 +83,15 @@ class CxrClassifier(keras.Model):
                 target, sequence = features(rgb)
             _CAM_MODELS[self] = keras.Model(image, [target, self.head(sequence)])
         return _CAM_MODELS[self]
+
+    def cam_reshape(self, target):
+        """Target activations as a (B, h, w, C) map: ViT tokens to the patch grid."""
+        if get_spec(self.model_name).family != "vit":
+            return target
+        patch = self.backbone.get_layer("vit_patching_and_embedding").patch_size
+        patch = patch if isinstance(patch, int) else patch[0]
+        return tokens_to_grid(target, (self.input_shape[1] // patch,
+                                       self.input_shape[2] // patch))
 
     def get_config(self):
         return {"backbone": keras.layers.serialize(self.backbone),
