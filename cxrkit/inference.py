@@ -84,6 +84,8 @@ def load_model(path: str | os.PathLike):
     """``(keras model, ModelCard)`` from a ``.keras`` file or a run directory."""
     import keras
 
+    import cxrkit.models  # noqa: F401  (registers cxrkit's layers and models for loading)
+
     model_path = resolve_model_path(path)
     card = ModelCard.load(model_path)
     try:

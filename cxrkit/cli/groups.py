@@ -10,11 +10,6 @@ import click
 
 
 @click.group()
-def recipe() -> None:
-    """Declarative experiments: list, show and run recipes such as mlmi2024 and mlmi2023."""
-
-
-@click.group()
 def export() -> None:
     """SavedModel export in the layout TensorFlow Serving watches."""
 

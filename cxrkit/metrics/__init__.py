@@ -8,6 +8,7 @@ from cxrkit.metrics.classification import (
     one_vs_rest_auc,
     precision_recall,
     roc_auc,
+    roc_curve,
 )
 from cxrkit.metrics.explanation import diff_gradcam, ehr_auc, ehr_curve, thresholds
 from cxrkit.metrics.saliency import (
@@ -29,5 +30,6 @@ from cxrkit.metrics.statistics import (
 __all__ = ["accuracy", "anova_tukey", "bootstrap_ci", "cc", "classification_summary",
            "correlation_coefficient", "diff_gradcam", "ehr_auc", "ehr_curve",
            "histogram_similarity", "kl_divergence", "macro_auc", "markdown_table", "mean_std",
-           "nss", "one_vs_rest_auc", "paired_ttest", "precision_recall", "roc_auc", "sim",
+           "nss", "one_vs_rest_auc", "paired_ttest", "precision_recall", "roc_auc",
+           "roc_curve", "sim",
            "thresholds", "tukey_markdown"]

@@ -126,3 +126,16 @@ def classification_summary(y_true, probabilities, class_names: list[str]) -> dic
         summary["auc_per_class"] = {class_names[c]: v
                                     for c, v in one_vs_rest_auc(y, probs).items()}
     return summary
+
+
+def roc_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct score (from (0, 0) to (1, 1))."""
+    y = _labels(y_true)
+    s = np.asarray(scores, np.float64).reshape(-1)
+    order = np.argsort(-s, kind="stable")
+    y, s = y[order] == 1, s[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = np.cumsum(~y)[last_of_tie]
+    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return np.r_[0.0, fp / neg], np.r_[0.0, tp / pos]

@@ -56,8 +56,9 @@ def build_parts(input_shape=(640, 512, 1), *, num_classes: int = 3,
 
 
 def _image_input(part: keras.Model):
-    return keras.Input(part.input_shape[1:] if not isinstance(part.input_shape, dict)
-                       else part.input_shape["image"][1:], name="image")
+    """A new ``image`` input shaped like the part's own ``image`` input."""
+    (image,) = [t for t in part.inputs if t.name == "image"] or part.inputs[:1]
+    return keras.Input(image.shape[1:], name="image")
 
 
 def encoder_model(densenet: keras.Model, densenet_head: keras.Model) -> keras.Model:
@@ -69,16 +70,19 @@ def encoder_model(densenet: keras.Model, densenet_head: keras.Model) -> keras.Mo
     return keras.Model(image, {"embedding": embedding, "logits": logits}, name="encoder")
 
 
-def _saliency(densenet, unet, image):
-    if "block4" in unet.input:
-        return unet({"image": image, "block4": densenet(image)["block4"]})
-    return unet(image)
+def _is_dual(unet: keras.Model) -> bool:
+    return any(t.name == "block4" for t in unet.inputs)
 
 
-def saliency_model(densenet: keras.Model, unet: keras.Model) -> keras.Model:
-    """Stage 2: ``image -> {"saliency"}``; the DenseNet is only used by a dual-encoder UNet."""
-    image = _image_input(densenet)
-    out = _saliency(densenet, unet, image)
+def saliency_model(densenet: keras.Model | None, unet: keras.Model) -> keras.Model:
+    """Stage 2: ``image -> {"saliency"}``; ``densenet`` feeds a dual-encoder UNet (else None)."""
+    image = _image_input(unet)
+    if _is_dual(unet):
+        if densenet is None:
+            raise ValueError("a dual-encoder UNet needs the DenseNet201 encoder")
+        out = unet({"image": image, "block4": densenet(image)["block4"]})
+    else:
+        out = unet(image)
     saliency = keras.layers.Identity(name="saliency")(out["saliency"])
     return keras.Model(image, {"saliency": saliency}, name="saliency_model")
 
@@ -107,7 +111,7 @@ class GazeDiagnosisNet(keras.Model):
 
     def _forward(self, image):
         maps = self.densenet(image)
-        if "block4" in self.unet.input:
+        if _is_dual(self.unet):
             return maps["features"], self.unet({"image": image, "block4": maps["block4"]})
         return maps["features"], self.unet(image)
 

@@ -1,0 +1,67 @@
+"""Callbacks a recipe stage trains with, besides Keras' own.
+
+- :class:`SaliencyImages` writes the predicted saliency of fixed images to TensorBoard
+  (``images/saliency``) after every epoch, beside the gaze truth written once;
+- :func:`hparams_callback` records the stage's hyper-parameters for the HParams plugin.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _as_image(maps: np.ndarray) -> np.ndarray:
+    maps = np.asarray(maps, np.float32)
+    peak = maps.max(axis=(1, 2, 3), keepdims=True)
+    return maps / np.where(peak > 0, peak, 1.0)
+
+
+class SaliencyImages(keras.callbacks.Callback):
+    """Predicted saliency maps of ``images`` (B, H, W, 1), each scaled to its peak."""
+
+    def __init__(self, logdir: str, images: np.ndarray, gaze: np.ndarray | None = None):
+        super().__init__()
+        self.logdir, self.images, self.gaze = logdir, images, gaze
+        self.writer = None
+
+    def on_train_begin(self, logs=None):
+        self.writer = tf.summary.create_file_writer(self.logdir)
+        with self.writer.as_default():
+            tf.summary.image("images/input", _as_image(self.images - self.images.min()),
+                             step=0, max_outputs=len(self.images))
+            if self.gaze is not None:
+                tf.summary.image("images/gaze_truth", _as_image(self.gaze), step=0,
+                                 max_outputs=len(self.images))
+
+    def on_epoch_end(self, epoch, logs=None):
+        saliency = self.model.predict(self.images, verbose=0)["saliency"]
+        with self.writer.as_default():
+            tf.summary.image("images/saliency", _as_image(saliency), step=epoch,
+                             max_outputs=len(self.images))
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+
+def flatten(table: dict, prefix: str = "") -> dict:
+    """Nested recipe tables to ``a.b.c`` keys with scalar values (lists as text)."""
+    flat = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def hparams_callback(logdir: str, hyperparameters: dict) -> keras.callbacks.Callback:
+    """TensorBoard's HParams plugin callback for the flattened ``hyperparameters``."""
+    from tensorboard.plugins.hparams import api as hp
+
+    return hp.KerasCallback(logdir, flatten(hyperparameters))
