@@ -142,3 +142,18 @@ def test_killed_run_resumes_in_the_interrupted_stage(finished, tmp_path):
         first["saliency"]["saliency"]["kl"]["mean"], abs=0.05)
     assert again["fusion"]["classification"]["auc"] == pytest.approx(
         first["fusion"]["classification"]["auc"], abs=0.2)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    """One small stage under MirroredStrategy on the CPU split into two logical devices."""
+    only_unet = [f"stages.{s}.enabled=false" for s in ("triplet", "classifier", "saliency",
+                                                       "fusion")]
+    command = _command(tmp_path / "run", "--strategy", "mirrored", "--cpu-devices", "2",
+                       *[a for item in only_unet for a in ("--set", item)])
+    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "strategy: MirroredStrategy, 2 replica(s)" in result.stdout
+    done = json.loads((tmp_path / "run" / "stages" / "unet_s" / "done.json").read_text())
+    assert np.isfinite(done["history"]["loss"]).all()
+    document = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert document["stages"]["unet_s"]["saliency"]["kl"]["mean"] > 0

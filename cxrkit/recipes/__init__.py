@@ -107,13 +107,15 @@ def run_recipe(name_or_path, *, data=None, out=None, overrides=(), resume: bool 
     stages = run.enabled_stages()
     results = {name: evaluate_stage(stage, run.parts, test, run.class_names)
                for name, stage in stages.items() if stage.get("evaluate", "none") != "none"}
-    final_name = recipe.get("report", {}).get("classification_reference") or list(stages)[-1]
+    final_name = recipe.get("report", {}).get("classification_reference")
+    final_name = final_name if final_name in stages else list(stages)[-1]
     final_stage = stages[final_name]
     final_model = tasks.stage_model(final_stage["task"], {
         role: run.parts[part] for role, part in final_stage["parts"].items()})
     final_model.save(out / "model.keras")
     ModelCard(run.manifest["dataset"], run.input_shape[:2], tuple(run.class_names),
-              task="mlmi2024" if final_stage["task"] == "fusion" else "classifier"
+              task={"fusion": "mlmi2024", "saliency": "saliency"}.get(final_stage["task"],
+                                                                     "classifier")
               ).save(out / "model.keras")
     document = write_report(out, results=results, test=test, final_model=final_model,
                             recipe=recipe, class_names=run.class_names, demo_note=note,

@@ -7,8 +7,9 @@ The engine knows stages, not studies. For each enabled ``[stages.<name>]`` it
 2. trains it with Adam, early stopping and ReduceLROnPlateau on the validation loss (training
    loss when there is no validation split), best weights kept, under the chosen
    ``tf.distribute`` strategy;
-3. saves the parts it trained (``parts/<part>.keras``) and marks itself done
-   (``stages/<name>/done.json`` with the parts' checksums).
+3. saves the parts it trained (``stages/<name>/parts/<part>.keras``, also copied to
+   ``parts/<part>.keras``, which always holds a part's latest version) and marks itself done
+   (``stages/<name>/done.json`` with the checksums of its own part files).
 
 Each stage logs to TensorBoard (``tensorboard/<stage>/``: loss, metrics and learning rate per
 epoch, predicted saliency images, HParams) and checkpoints every epoch
@@ -39,7 +40,7 @@ from cxrkit.data import load, read_manifest
 from cxrkit.errors import CxrkitError
 from cxrkit.recipes import tasks
 from cxrkit.recipes.callbacks import SaliencyImages, hparams_callback
-from cxrkit.recipes.parts import build_part, part_path, save_part
+from cxrkit.recipes.parts import build_part, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -127,13 +128,13 @@ class Run:
             return False
         record = json.loads(done.read_text())
         for part, digest in record["parts"].items():
-            path = part_path(self.out, part)
+            path = self.stage_dir(name) / "parts" / f"{part}.keras"
             if not path.is_file() or sha256(path) != digest:
                 self.echo(f"stage {name}: saved part {path} is missing or changed; "
                           "training the stage again")
                 return False
         for part in record["parts"]:
-            self.parts[part].load_weights(part_path(self.out, part))
+            self.parts[part].load_weights(self.stage_dir(name) / "parts" / f"{part}.keras")
         self.echo(f"stage {name}: done (artifacts verified), skipped")
         return True
 
@@ -202,15 +203,18 @@ class Run:
                   "seconds": round(time.time() - started, 1),
                   "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
         for part in stage["trainable"]:
-            path = part_path(self.out, part)
+            path = self.stage_dir(name) / "parts" / f"{part}.keras"
             save_part(self.parts[part], path)
             record["parts"][part] = sha256(path)
+            publish(path, part_path(self.out, part))
         done = self.stage_dir(name) / "done.json"
         done.write_text(json.dumps(record, indent=2) + "\n")
         return record
 
     def run(self) -> dict:
         """Trains every enabled stage; returns {stage: done record or "skipped"}."""
+        self.echo(f"strategy: {type(self.strategy).__name__}, "
+                  f"{self.strategy.num_replicas_in_sync} replica(s)")
         self.build_parts()
         results = {}
         stages = self.enabled_stages()

@@ -13,9 +13,8 @@ Builders (``builder = ...``) and the keys each reads besides ``builder``:
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-
-import keras
 
 from cxrkit.models import (
     MultiTaskUNet,
@@ -63,14 +62,17 @@ def part_path(out: Path, name: str) -> Path:
     return out / "parts" / f"{name}.keras"
 
 
-def load_part(path: Path):
-    """A part saved by :func:`save_part`."""
-    return keras.saving.load_model(path, compile=False)
-
-
 def save_part(part, path: Path) -> None:
     """Saves a part atomically (a stage counts as done only when its parts exist whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.keras")
     part.save(partial)
     partial.replace(path)
+
+
+def publish(source: Path, target: Path) -> None:
+    """Copies a stage's saved part to ``parts/`` atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrkit import metrics
-from cxrkit.explain import colorize, grad_cam, grid, overlay, save_png
+from cxrkit.explain import grad_cam, grid, overlay, save_png
 from cxrkit.explain.overlay import to_gray_uint8
 from cxrkit.plots import line_chart
 from cxrkit.recipes.evaluate import SALIENCY_METRICS, per_image
@@ -87,21 +87,22 @@ def gradcam_vs_gaze(model, test: dict) -> tuple[np.ndarray, dict]:
     return maps, summary
 
 
-def example_figure(test: dict, saliency: np.ndarray, cams: np.ndarray,
+def example_figure(test: dict, saliency: np.ndarray, cams: np.ndarray | None,
                    class_names: list[str], per_class: int = 2) -> np.ndarray:
-    """Fig. 4.2: rows = examples of each class; image | gaze | predicted saliency | Grad-CAM."""
+    """Fig. 4.2: rows = examples of each class; image | gaze | predicted saliency | Grad-CAM
+    (the last column only when the final model classifies)."""
     rows = []
     for c in range(len(class_names)):
         for i in np.flatnonzero(test["label"] == c)[:per_class]:
             gray = to_gray_uint8(test["image"][i])
             heat = test["heatmap"][i, ..., 0]
             sal = saliency[i, ..., 0] / max(float(saliency[i].max()), 1e-12)
-            rows.append([np.repeat(gray[..., None], 3, -1),
-                         overlay(test["image"][i], heat / max(float(heat.max()), 1e-12)),
-                         overlay(test["image"][i], sal), overlay(test["image"][i], cams[i])])
-    if not rows:
-        return colorize(np.zeros((8, 8)))
-    return grid(rows, column_titles=["image", "gaze truth", "predicted", "Grad-CAM"])
+            row = [np.repeat(gray[..., None], 3, -1),
+                   overlay(test["image"][i], heat / max(float(heat.max()), 1e-12)),
+                   overlay(test["image"][i], sal)]
+            rows.append(row if cams is None else [*row, overlay(test["image"][i], cams[i])])
+    titles = ["image", "gaze truth", "predicted"] + ([] if cams is None else ["Grad-CAM"])
+    return grid(rows, column_titles=titles)
 
 
 def roc_figure(labels: np.ndarray, probs: np.ndarray, class_names: list[str], title: str):
@@ -129,11 +130,15 @@ def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: d
     cls_ref = report_cfg.get("classification_reference")
     sal_ref = report_cfg.get("saliency_reference")
     tests = paired_tests(results, sal_ref)
-    cams, cam_summary = gradcam_vs_gaze(final_model, test)
+    cams, cam_summary = (gradcam_vs_gaze(final_model, test) if hasattr(final_model, "cam_model")
+                         else (None, None))
     final = results.get(cls_ref, {})
-    if "predicted_saliency" in final:
+    saliency = results.get(sal_ref, {}).get("predicted_saliency")
+    if isinstance(final_model.output, dict) and "saliency" in final_model.output:
+        saliency = final_model.predict(test["image"], verbose=0)["saliency"]
+    if saliency is not None:
         save_png(figures / "fig_4_2_examples.png",
-                 example_figure(test, final["predicted_saliency"], cams, class_names))
+                 example_figure(test, saliency, cams, class_names))
     if "probabilities" in final:
         save_png(figures / "roc_curves.png",
                  roc_figure(test["label"], final["probabilities"], class_names,
@@ -158,7 +163,8 @@ def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: d
               "## Grad-CAM of the final model against the gaze maps", "",
               metrics.markdown_table(["Map", "KL ↓", "CC ↑", "HS ↑"],
                                      [["Grad-CAM", *(_fmt(cam_summary[k])
-                                                     for k in SALIENCY_METRICS)]]), "",
+                                                     for k in SALIENCY_METRICS)]])
+              if cam_summary else "(the final model does not classify)", "",
               "## Figures", "", "- `figures/fig_4_2_examples.png` — image, gaze truth, "
               "predicted saliency, Grad-CAM", "- `figures/roc_curves.png` — ROC curves", "",
               "## Trace", "", f"- seed {trace['seed']}; data manifest sha256 "
