@@ -111,6 +111,7 @@ def test_report_tables_come_from_the_trained_model(finished):
     for figure in ("fig_4_2_examples.png", "roc_curves.png"):
         image = cv2.imread(str(out / "figures" / figure))
         assert image is not None and image.std() > 10
+    assert (out / "saved_models" / "mlmi2024" / "1" / "saved_model.pb").is_file()
     card = json.loads((out / "model.card.json").read_text())
     assert card["class_names"] == ["Normal", "CHF", "pneumonia"] and card["task"] == "mlmi2024"
 

@@ -15,9 +15,9 @@ import click
 from cxrkit import __version__
 from cxrkit.cli.data import data
 from cxrkit.cli.explain import explain
-from cxrkit.cli.groups import export, predict
 from cxrkit.cli.models import models
 from cxrkit.cli.recipe import recipe
+from cxrkit.cli.serving import export, predict
 from cxrkit.errors import CxrkitError
 
 

@@ -97,7 +97,10 @@ def _normalise(maps, size):
     return tf.clip_by_value(maps, 0.0, 1.0)
 
 
-def _compiled(cam_model: keras.Model, reshape, method: str):
+def compiled_cam(cam_model: keras.Model, reshape, method: str):
+    """The ``tf.function`` ``(images, class_index) -> (maps, logits)`` for one model and method,
+    compiled once and cached (``class_index`` -1 means the predicted class). Exports call it
+    inside their own graphs."""
     per_model = _COMPILED.setdefault(cam_model, {})
     if method not in per_model:
         weights_of = METHODS[method]
@@ -148,5 +151,5 @@ def grad_cam(model: keras.Model, images, *, layer: str | None = None,
     else:
         index = np.broadcast_to(np.asarray(class_index, np.int32), (batch,)).copy()
     cam_model, reshape = cam_model_for(model, layer)  # held: the cache refers to it weakly
-    maps, logits = _compiled(cam_model, reshape, method)(images, tf.constant(index))
+    maps, logits = compiled_cam(cam_model, reshape, method)(images, tf.constant(index))
     return (maps.numpy(), logits.numpy()) if return_logits else maps.numpy()

@@ -3,7 +3,9 @@
 :func:`run_recipe` is what ``cxrkit recipe run`` calls: resolve the recipe (its demo profile
 when no data is given), generate and convert the phantom data for a demo, train the stages
 (:mod:`cxrkit.recipes.engine`), evaluate on the test split, save the final model with its
-model card, and write the report (:mod:`cxrkit.recipes.report`). See ``docs/recipes.md``.
+model card, export it for TensorFlow Serving when the recipe has an ``[export]`` table
+(:mod:`cxrkit.serving`), and write the report (:mod:`cxrkit.recipes.report`). See
+``docs/recipes.md``.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ def run_recipe(name_or_path, *, data=None, out=None, overrides=(), resume: bool 
               task={"fusion": "mlmi2024", "saliency": "saliency"}.get(final_stage["task"],
                                                                      "classifier")
               ).save(out / "model.keras")
+    if recipe.get("export", {}).get("name"):
+        from cxrkit.serving import export_model
+
+        folder = export_model(out, recipe["export"]["name"], to=out / "saved_models")
+        echo(f"SavedModel for TensorFlow Serving: {folder}")
     document = write_report(out, results=results, test=test, final_model=final_model,
                             recipe=recipe, class_names=run.class_names, demo_note=note,
                             trace=trace)

@@ -1,0 +1,58 @@
+"""``cxrkit export`` and ``cxrkit predict``: TensorFlow Serving exports and their use."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--name", required=True, help="Model name (the folder TF Serving serves).")
+@click.option("--version", type=click.IntRange(min=1), default=None,
+              help="Version number [default: the next free one].")
+@click.option("--to", "to", default="saved_models", show_default=True,
+              type=click.Path(file_okay=False), help="Root of the TF Serving model folders.")
+def export(source, name, version, to) -> None:
+    """Export a run directory's model (or a .keras file with its card) as a SavedModel.
+
+    Writes TO/NAME/VERSION/ with the signatures serving_default (float image) and
+    predict_image_bytes (encoded PNG/JPEG), and TO/models.config.
+    """
+    from cxrkit.serving.export import export_model
+
+    target = export_model(source, name, version=version, to=to)
+    click.echo(f"exported {target} (check it: saved_model_cli show --dir {target} --all)")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", "saved_model", type=click.Path(file_okay=False, exists=True),
+              default=None, help="An exported version folder, saved_models/NAME/VERSION.")
+@click.option("--server", default=None, help="TensorFlow Serving REST URL, e.g. "
+              "http://localhost:8501 (with --name).")
+@click.option("--name", default=None, help="Model name on the server.")
+@click.option("--card", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="With --server: the export's assets.extra/cxrkit_card.json (for DICOMs).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="With --model: write saliency / Grad-CAM overlay PNGs here.")
+def predict(images, saved_model, server, name, card, out) -> None:
+    """Predict DICOM, PNG and JPEG IMAGES: one JSON line per image."""
+    from cxrkit.serving import predict as serving
+
+    if (saved_model is None) == (server is None):
+        raise click.UsageError("give either --model SAVED_MODEL_DIR or --server URL --name N")
+    if server is not None:
+        if not name:
+            raise click.UsageError("--server needs --name")
+        model_card = None
+        if card:
+            from pathlib import Path
+
+            model_card = serving.read_card(Path(card).parent.parent)
+        records = serving.predict_server(list(images), server, name, card=model_card)
+    else:
+        records = serving.predict_local(list(images), saved_model, out=out)
+    for record in records:
+        click.echo(json.dumps(record))

@@ -1,0 +1,141 @@
+"""SavedModel export in the layout TensorFlow Serving watches: ``<to>/<name>/<version>/``.
+
+Signatures (readable names, ``../shared/design.md`` §9):
+
+- ``serving_default(image: float32 (B, rows, cols, 1))`` — the image preprocessed as in
+  training — returns ``probabilities`` (B, K), ``label`` (B,) class names, ``class_names``
+  (B, K), ``saliency`` (B, rows, cols, 1; the predicted gaze map of the mlmi2024 network) and
+  ``gradcam`` (B, rows, cols; Grad-CAM of the predicted class, for models that classify);
+- ``predict_image_bytes(image_bytes: string (B,))`` — encoded PNG/JPEG, decoded, made
+  grayscale, padded, resized and normalised inside the graph exactly as training did — the
+  same outputs (``egd-cxr`` models; see :mod:`cxrkit.serving.preprocess`).
+
+Beside the SavedModel, ``assets.extra/cxrkit_card.json`` keeps the model card, and
+``<to>/models.config`` lists every model under ``<to>`` for serving several at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from cxrkit.errors import CxrkitError
+from cxrkit.explain.cam import cam_model_for, compiled_cam
+from cxrkit.inference import ModelCard, load_model
+from cxrkit.serving.preprocess import egd_from_bytes
+
+CARD_NAME = "cxrkit_card.json"
+
+
+def next_version(base: Path) -> int:
+    """One more than the highest numeric version folder under ``base`` (1 when none)."""
+    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()] \
+        if base.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def _outputs(model, cam, card: ModelCard, images) -> dict:
+    raw = model(images, training=False)
+    out = raw if isinstance(raw, dict) else {"logits": raw}
+    result = {}
+    if "logits" in out:
+        logits = tf.cast(out["logits"], tf.float32)
+        if logits.shape[-1] == 1:
+            p1 = tf.sigmoid(logits)
+            probabilities = tf.concat([1.0 - p1, p1], axis=-1)
+        else:
+            probabilities = tf.nn.softmax(logits, axis=-1)
+        names = tf.constant(list(card.class_names))
+        result["probabilities"] = probabilities
+        result["label"] = tf.gather(names, tf.argmax(probabilities, axis=-1))
+        result["class_names"] = tf.tile(names[None], [tf.shape(images)[0], 1])
+    if "saliency" in out:
+        result["saliency"] = tf.cast(out["saliency"], tf.float32)
+    if cam is not None:
+        cam_model, reshape = cam
+        index = -tf.ones(tf.shape(images)[:1], tf.int32)
+        result["gradcam"] = compiled_cam(cam_model, reshape, "gradcam")(images, index)[0]
+    return result
+
+
+def guarded(compute, image, rows: int, cols: int) -> dict:
+    """``compute(image)`` with the input's rank and size checked at run time.
+
+    A signature does not check shapes itself and some kernels abort the process on a wrong
+    rank, so no kernel reads a wrong input (it is swapped for an empty batch) and the check,
+    which every later op waits for, fails with a message saying what was expected.
+    """
+    shape = tf.shape(image)
+    expected = tf.constant([rows, cols, 1])
+    ok = tf.logical_and(tf.equal(tf.size(shape), 4),
+                        tf.reduce_all(tf.equal(tf.concat([shape, [0, 0, 0]], 0)[1:4], expected)))
+    safe = tf.cond(ok, lambda: tf.identity(image), lambda: tf.zeros((0, rows, cols, 1)))
+    check = tf.debugging.Assert(ok, [f"image must be a float32 batch of shape (batch, {rows}, "
+                                     f"{cols}, 1); got shape", shape])
+    with tf.control_dependencies([check]):
+        safe = tf.identity(safe)
+    return compute(tf.ensure_shape(safe, (None, rows, cols, 1)))
+
+
+def build_archive(model: keras.Model, card: ModelCard) -> keras.export.ExportArchive:
+    """The export archive with both signatures (the bytes one for ``egd-cxr`` models)."""
+    rows, cols = card.input_size
+    cam = cam_model_for(model) if hasattr(model, "cam_model") else None
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if cam is not None:
+        archive.track(cam[0])
+
+    def serve(image):
+        return guarded(lambda x: _outputs(model, cam, card, x), image, rows, cols)
+
+    archive.add_endpoint("serving_default", serve, input_signature=[
+        tf.TensorSpec((None, rows, cols, 1), tf.float32, name="image")])
+    if card.dataset == "egd-cxr":
+        def serve_bytes(image_bytes):
+            return _outputs(model, cam, card, egd_from_bytes(image_bytes, (rows, cols)))
+
+        archive.add_endpoint("predict_image_bytes", serve_bytes, input_signature=[
+            tf.TensorSpec((None,), tf.string, name="image_bytes")])
+    return archive
+
+
+def write_models_config(to: Path) -> Path:
+    """``models.config`` for ``tensorflow_model_server --model_config_file`` (all models)."""
+    names = sorted(p.name for p in to.iterdir() if p.is_dir() and any(
+        v.is_dir() and v.name.isdigit() for v in p.iterdir()))
+    entries = "".join(f"  config {{\n    name: '{n}'\n    base_path: '/models/{n}'\n"
+                      "    model_platform: 'tensorflow'\n  }\n" for n in names)
+    path = to / "models.config"
+    path.write_text(f"model_config_list {{\n{entries}}}\n")
+    return path
+
+
+def export_model(source: str | os.PathLike, name: str, *, version: int | None = None,
+                 to: str | os.PathLike = "saved_models") -> Path:
+    """Exports a run directory's model (or a ``.keras`` file with its card); returns the
+    version folder."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise CxrkitError(f"model name {name!r}: use letters, digits, '.', '_' and '-'")
+    model, card = load_model(source)
+    base = Path(to) / name
+    version = next_version(base) if version is None else version
+    target = base / str(version)
+    if target.exists():
+        raise CxrkitError(f"{target}: version {version} exists; TensorFlow Serving treats "
+                          "versions as immutable — choose another --version")
+    partial = base / f".{version}.partial"
+    build_archive(model, card).write_out(str(partial), verbose=False)
+    extra = partial / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / CARD_NAME).write_text(json.dumps({
+        "dataset": card.dataset, "input_size": list(card.input_size),
+        "class_names": list(card.class_names), "task": card.task}, indent=2) + "\n")
+    partial.replace(target)
+    write_models_config(Path(to))
+    return target

@@ -1,0 +1,119 @@
+"""Predictions from an exported SavedModel or a TensorFlow Serving REST endpoint.
+
+Local (``--model``): each file is read (DICOM, PNG, JPEG), preprocessed exactly as in training
+with the export's model card (``assets.extra/cxrkit_card.json``) and sent through
+``serving_default``. Remote (``--server``): PNG/JPEG files go as base64 ``b64`` strings to the
+``predict_image_bytes`` signature (the server does the preprocessing); DICOMs — which it cannot
+decode — are preprocessed here and sent to ``serving_default``. Either way one record per
+image: file, probabilities by class name, predicted label (and overlay files with ``out``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from cxrkit.errors import CxrkitError, InputError
+from cxrkit.explain.overlay import overlay, save_png
+from cxrkit.inference import ModelCard, prepare, read_image
+from cxrkit.serving.export import CARD_NAME
+
+
+def read_card(saved_model: Path) -> ModelCard:
+    path = saved_model / "assets.extra" / CARD_NAME
+    if not path.is_file():
+        raise InputError(saved_model, f"not a cxrkit export (no assets.extra/{CARD_NAME})")
+    data = json.loads(path.read_text())
+    return ModelCard(data["dataset"], tuple(data["input_size"]), tuple(data["class_names"]),
+                     data.get("task", "classifier"))
+
+
+def _record(path, probabilities, class_names) -> dict:
+    probabilities = [float(p) for p in probabilities]
+    return {"file": str(path),
+            "probabilities": dict(zip(class_names, probabilities, strict=True)),
+            "label": class_names[int(np.argmax(probabilities))]}
+
+
+def _overlays(record, image, outputs, i, out: Path | None):
+    if out is None:
+        return
+    stem = Path(record["file"]).name.rsplit(".", 1)[0]
+    for key in ("saliency", "gradcam"):
+        if key in outputs:
+            heat = np.asarray(outputs[key][i], np.float32).squeeze()
+            heat = heat / max(float(heat.max()), 1e-12)
+            record[f"{key}_overlay"] = str(out / f"{stem}.{key}.png")
+            save_png(record[f"{key}_overlay"], overlay(image, heat))
+
+
+def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
+                  batch_size: int = 8) -> list[dict]:
+    """Records for ``paths`` from a SavedModel folder (``saved_models/<name>/<version>``)."""
+    import tensorflow as tf
+
+    saved_model = Path(saved_model)
+    card = read_card(saved_model)
+    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    out = Path(out) if out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images = np.stack([prepare(read_image(p), card) for p in chunk])
+        outputs = {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}
+        for i, path in enumerate(chunk):
+            record = _record(path, outputs["probabilities"][i], card.class_names)
+            _overlays(record, images[i], outputs, i, out)
+            records.append(record)
+    return records
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:500]
+        raise CxrkitError(f"{url}: HTTP {err.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise CxrkitError(f"{url}: cannot reach the server: {err}") from None
+
+
+def predict_server(paths: list, server: str, name: str, *, card: ModelCard | None = None
+                   ) -> list[dict]:
+    """Records for ``paths`` from TensorFlow Serving's REST API (``/v1/models/NAME:predict``).
+
+    DICOM files need ``card`` (the export's model card) to be preprocessed locally.
+    """
+    url = f"{server.rstrip('/')}/v1/models/{name}:predict"
+    records = []
+    for path in paths:
+        path = Path(path)
+        if path.suffix.lower() in (".dcm", ".dicom"):
+            if card is None:
+                raise InputError(path, "a DICOM needs the export's model card (--card) to be "
+                                       "preprocessed before it is sent")
+            body = {"signature_name": "serving_default",
+                    "instances": [prepare(read_image(path), card).tolist()]}
+        else:
+            if not path.is_file():
+                raise InputError(path, "image not found")
+            body = {"signature_name": "predict_image_bytes",
+                    "instances": [{"b64": base64.b64encode(path.read_bytes()).decode()}]}
+        reply = _post(url, body)
+        if "predictions" not in reply:
+            raise CxrkitError(f"{url}: unexpected reply {str(reply)[:300]}")
+        prediction = reply["predictions"][0]
+        names = [n.decode() if isinstance(n, bytes) else n for n in prediction["class_names"]]
+        records.append(_record(path, prediction["probabilities"], names))
+    return records

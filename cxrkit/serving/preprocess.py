@@ -1,0 +1,74 @@
+"""In-graph preprocessing for the ``predict_image_bytes`` signature, mirroring training.
+
+The records of the 2024 study (``egd-cxr``) hold images padded at the bottom/right to the
+target aspect ratio, area-resized, min-max scaled to [0, 1] per image and stored as 8-bit PNG;
+the reader divides by 255. :func:`egd_from_bytes` does the same with TensorFlow ops on a batch
+of encoded PNG/JPEG strings (PNG and JPEG may be mixed; colour images become grayscale).
+
+The 2023 study's ``siim-acr`` records were equalised with CLAHE, which has no TensorFlow op;
+those models export without the bytes signature (clients send preprocessed images to
+``serving_default``, as ``cxrkit predict`` does).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _decode(encoded):
+    """One encoded image to a float32 (rows, cols) array (any scale; min-max follows).
+
+    JPEG goes through ``decode_jpeg`` with the accurate integer DCT, which OpenCV uses too
+    (``decode_image``'s default fast DCT differs by a few grey levels)."""
+    def jpeg():
+        return tf.cast(tf.io.decode_jpeg(encoded, channels=1, dct_method="INTEGER_ACCURATE"),
+                       tf.float32) / 255.0
+
+    def other():
+        return tf.io.decode_image(encoded, channels=1, dtype=tf.float32,
+                                  expand_animations=False)
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)[..., 0]
+
+
+def area_weights(n_in, n_out):
+    """(n_out, n_in) box-filter weights: output i averages source [i*s, (i+1)*s), s = n_in /
+    n_out, each source pixel weighted by the fraction of it inside the box — OpenCV's
+    ``INTER_AREA`` when shrinking (``tf.image.resize(method="area")`` differs from it)."""
+    scale = tf.cast(n_in, tf.float64) / tf.cast(n_out, tf.float64)
+    start = tf.range(tf.cast(n_out, tf.float64))[:, None] * scale
+    source = tf.range(tf.cast(n_in, tf.float64))[None, :]
+    overlap = tf.minimum(source + 1.0, start + scale) - tf.maximum(source, start)
+    return tf.cast(tf.maximum(overlap, 0.0) / scale, tf.float32)
+
+
+def _resize_area(image, rows, cols):
+    """Area resize of a 2-D image to (rows, cols): box filter when shrinking, bilinear when
+    enlarging (as ``cv2.INTER_AREA``)."""
+    in_rows, in_cols = tf.shape(image)[0], tf.shape(image)[1]
+    shrink = tf.logical_and(rows <= in_rows, cols <= in_cols)
+    return tf.cond(
+        shrink,
+        lambda: area_weights(in_rows, rows) @ image @ tf.transpose(area_weights(in_cols, cols)),
+        lambda: tf.image.resize(image[..., None], tf.stack([rows, cols]),
+                                method="bilinear")[..., 0])
+
+
+def _egd_one(image, target):
+    rows = tf.cast(tf.shape(image)[0], tf.float32)
+    cols = tf.cast(tf.shape(image)[1], tf.float32)
+    scale = tf.minimum(target[0] / rows, target[1] / cols)
+    region_rows = tf.clip_by_value(tf.cast(tf.round(rows * scale), tf.int32), 1, target[0])
+    region_cols = tf.clip_by_value(tf.cast(tf.round(cols * scale), tf.int32), 1, target[1])
+    small = _resize_area(image, region_rows, region_cols)
+    low, high = tf.reduce_min(small), tf.reduce_max(small)
+    small = tf.where(high > low, (small - low) / tf.where(high > low, high - low, 1.0), 0.0)
+    canvas = tf.pad(small, [[0, target[0] - region_rows], [0, target[1] - region_cols]])
+    quantised = tf.round(canvas * 255.0) / 255.0
+    return tf.ensure_shape(quantised, target)[..., None]
+
+
+def egd_from_bytes(encoded, target: tuple[int, int]):
+    """(B,) encoded PNG/JPEG strings to a (B, rows, cols, 1) float32 batch in [0, 1]."""
+    return tf.map_fn(lambda e: _egd_one(_decode(e), target), encoded,
+                     fn_output_signature=tf.TensorSpec((*target, 1), tf.float32))

@@ -1,0 +1,224 @@
+"""SavedModel export, both signatures against the Keras model, saved_model_cli, predict."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from cxrkit.cli import cli
+from cxrkit.errors import CxrkitError
+from cxrkit.explain import grad_cam
+from cxrkit.inference import ModelCard, prepare, read_image
+from cxrkit.models import GazeDiagnosisNet, build_classifier, build_parts
+from cxrkit.serving import export_model, predict_local
+from cxrkit.serving.preprocess import egd_from_bytes
+
+EGD = ("Normal", "CHF", "pneumonia")
+SIZE = (64, 64)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, egd_phantom):
+    """A briefly trained tiny mlmi2024 network and a classifier, saved and exported."""
+    root = tmp_path_factory.mktemp("serving")
+    keras.utils.set_random_seed(0)
+    parts = build_parts((*SIZE, 1), unet_filters=(8, 16, 32, 64, 128))
+    net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
+    x = np.random.default_rng(0).random((4, *SIZE, 1), dtype="float32")
+    net.compile("adam", loss={"logits": keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True)}, run_eagerly=True)
+    net.train_on_batch(x, {"logits": np.array([0, 1, 2, 0])})
+    classifier = build_classifier("resnet18", num_classes=3, input_shape=(*SIZE, 1))
+    models = {"mlmi2024": net, "resnet18": classifier}
+    folders = {}
+    for name, model in models.items():
+        (root / name).mkdir()
+        model.save(root / name / "model.keras")
+        ModelCard("egd-cxr", SIZE, EGD, task="mlmi2024" if name == "mlmi2024" else
+                  "classifier").save(root / name / "model.keras")
+        folders[name] = export_model(root / name, name, to=root / "saved_models")
+    return root, models, folders
+
+
+def test_layout_versions_and_models_config(exported):
+    root, _, folders = exported
+    assert folders["mlmi2024"] == root / "saved_models" / "mlmi2024" / "1"
+    again = export_model(root / "resnet18", "resnet18", to=root / "saved_models")
+    assert again.name == "2"
+    config = (root / "saved_models" / "models.config").read_text()
+    assert "name: 'mlmi2024'" in config and "base_path: '/models/resnet18'" in config
+    with pytest.raises(CxrkitError, match="version 1 exists"):
+        export_model(root / "resnet18", "resnet18", version=1, to=root / "saved_models")
+
+
+@pytest.mark.parametrize("name", ["mlmi2024", "resnet18"])
+def test_serving_default_reproduces_the_keras_model(exported, name):
+    _, models, folders = exported
+    model = models[name]
+    x = np.random.default_rng(1).random((3, *SIZE, 1), dtype="float32")
+    loaded = tf.saved_model.load(str(folders[name]))
+    out = {k: v.numpy() for k, v in loaded.signatures["serving_default"](
+        image=tf.constant(x)).items()}
+    keras_out = model.predict(x, verbose=0)
+    logits = keras_out["logits"] if isinstance(keras_out, dict) else keras_out
+    assert np.abs(out["probabilities"] - _softmax(logits)).max() < 1e-5
+    assert [v.decode() for v in out["label"]] == [EGD[i] for i in logits.argmax(1)]
+    assert out["class_names"].shape == (3, 3)
+    assert np.abs(out["gradcam"] - grad_cam(model, x)).max() < 1e-4
+    if name == "mlmi2024":
+        assert np.abs(out["saliency"] - keras_out["saliency"]).max() < 1e-5
+    else:
+        assert "saliency" not in out
+    for wrong in (x[..., 0], x[:, :32, :32]):  # wrong rank, wrong size: a message, no crash
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"image must be a float32 batch of shape \(batch, 64, 64, 1\)"):
+            loaded.signatures["serving_default"](image=tf.constant(wrong))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
+        loaded.signatures["serving_default"](image=tf.constant(x.astype("float64")))
+
+
+def _encoded(egd_phantom, tmp_path):
+    src, items = egd_phantom
+    pixels = read_image(items[0].path)
+    gray = np.round(255 * (pixels - pixels.min()) / np.ptp(pixels)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), gray)
+    cv2.imwrite(str(tmp_path / "b.jpg"), gray, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return [tmp_path / "a.png", tmp_path / "b.jpg"]
+
+
+def test_bytes_preprocessing_matches_training(egd_phantom, tmp_path):
+    card = ModelCard("egd-cxr", (40, 32), EGD)
+    for path in _encoded(egd_phantom, tmp_path):
+        graph = egd_from_bytes(tf.constant([path.read_bytes()]), (40, 32)).numpy()[0]
+        python = prepare(read_image(path), card)
+        assert np.abs(graph - python).max() <= 1 / 255 + 1e-6  # at most one 8-bit step
+        assert np.mean(graph != python) < 0.05
+
+
+def test_bytes_signature_with_png_and_jpeg(exported, egd_phantom, tmp_path):
+    _, models, folders = exported
+    paths = _encoded(egd_phantom, tmp_path)
+    loaded = tf.saved_model.load(str(folders["mlmi2024"]))
+    out = loaded.signatures["predict_image_bytes"](
+        image_bytes=tf.constant([p.read_bytes() for p in paths]))
+    card = ModelCard("egd-cxr", SIZE, EGD)
+    want = models["mlmi2024"].predict(np.stack([prepare(read_image(p), card) for p in paths]),
+                                      verbose=0)
+    assert np.abs(out["probabilities"].numpy() - _softmax(want["logits"])).max() < 1e-3
+    assert np.abs(out["saliency"].numpy() - want["saliency"]).max() < 1e-3
+
+
+def test_saved_model_cli_lists_the_signature_names(exported):
+    _, _, folders = exported
+    tool = shutil.which("saved_model_cli") or str(Path(sys.executable).parent / "saved_model_cli")
+    shown = subprocess.run([tool, "show", "--dir", str(folders["mlmi2024"]), "--all"],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for text in ("signature_def['serving_default']", "signature_def['predict_image_bytes']",
+                 "inputs['image']", "inputs['image_bytes']", "outputs['probabilities']",
+                 "outputs['saliency']", "outputs['gradcam']", "outputs['label']"):
+        assert text in shown.stdout
+
+
+def test_predict_cli_local_and_against_a_rest_server(exported, egd_phantom, tmp_path):
+    _, _, folders = exported
+    src, items = egd_phantom
+    paths = [str(p) for p in _encoded(egd_phantom, tmp_path)] + [items[1].path]
+    result = CliRunner().invoke(cli, ["predict", *paths, "--model", str(folders["mlmi2024"]),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    local = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["file"] for r in local] == paths
+    for record in local:
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert cv2.imread(record["saliency_overlay"]).shape == (*SIZE, 3)
+
+    signatures = tf.saved_model.load(str(folders["mlmi2024"])).signatures
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # a stand-in for TF Serving's REST predict API
+            assert self.path == "/v1/models/mlmi2024:predict"
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            instance = body["instances"][0]
+            if body["signature_name"] == "predict_image_bytes":
+                out = signatures["predict_image_bytes"](
+                    image_bytes=tf.constant([base64.b64decode(instance["b64"])]))
+            else:
+                out = signatures["serving_default"](image=tf.constant([instance], tf.float32))
+            prediction = {k: v.numpy()[0].tolist() for k, v in out.items()
+                          if k not in ("label", "class_names")}
+            prediction["class_names"] = [n.decode() for n in out["class_names"].numpy()[0]]
+            prediction["label"] = out["label"].numpy()[0].decode()
+            reply = json.dumps({"predictions": [prediction]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        card = folders["mlmi2024"] / "assets.extra" / "cxrkit_card.json"
+        remote = CliRunner().invoke(cli, ["predict", *paths, "--server", url, "--name",
+                                          "mlmi2024", "--card", str(card)])
+        assert remote.exit_code == 0, remote.output
+        records = [json.loads(line) for line in remote.output.splitlines()
+                   if line.startswith("{")]
+        for got, want in zip(records, local, strict=True):
+            assert got["label"] == want["label"]
+            for k in EGD:
+                assert got["probabilities"][k] == pytest.approx(want["probabilities"][k],
+                                                                abs=1e-3)
+    finally:
+        server.shutdown()
+    down = CliRunner().invoke(cli, ["predict", paths[0], "--server", "http://127.0.0.1:9",
+                                    "--name", "x"])
+    assert down.exit_code == 1 and "cannot reach the server" in down.output
+
+
+def test_predict_on_real_nih_pngs(exported, realdata):
+    _, _, folders = exported
+    pngs = sorted(glob.glob(str(realdata / "cxr-images" / "*.png")))
+    assert pngs
+    for record in predict_local(pngs, folders["resnet18"]):
+        assert set(record["probabilities"]) == set(EGD)
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert json.loads(json.dumps(record)) == record
+
+
+def test_export_of_a_siim_classifier_has_no_bytes_signature(tmp_path):
+    model = build_classifier("resnet18", num_classes=1, input_shape=(32, 32, 1))
+    model.save(tmp_path / "model.keras")
+    ModelCard("siim-acr", (32, 32), ("healthy", "pneumothorax")).save(tmp_path / "model.keras")
+    folder = export_model(tmp_path, "ptx", to=tmp_path / "saved_models")
+    signatures = tf.saved_model.load(str(folder)).signatures
+    assert set(signatures) == {"serving_default"}
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 1)).astype("float32")
+    p1 = 1 / (1 + np.exp(-np.asarray(model(x))[:, 0]))
+    got = signatures["serving_default"](image=tf.constant(x))["probabilities"].numpy()
+    np.testing.assert_allclose(got, np.stack([1 - p1, p1], 1), atol=1e-5)
