@@ -50,6 +50,8 @@ def _split_cpu(devices: int) -> None:
               help="Run folder [default: runs/<recipe name>].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a field, e.g. stages.saliency.epochs=5 (repeatable).")
+@click.option("--models", "stages", default=None, metavar="A,B,...",
+              help="Run only these stages, e.g. the mlmi2023 backbones resnet18,vgg16.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run in --out: skip verified stages.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multi-worker"]),
@@ -57,13 +59,14 @@ def _split_cpu(devices: int) -> None:
               help="tf.distribute strategy (multi-worker reads TF_CONFIG).")
 @click.option("--cpu-devices", type=click.IntRange(min=1), default=None,
               help="Split the CPU into N logical devices (try 'mirrored' without GPUs).")
-def run(name, data, out, overrides, resume, strategy, cpu_devices) -> None:
+def run(name, data, out, overrides, stages, resume, strategy, cpu_devices) -> None:
     """Run recipe NAME (or a .toml path): train every stage, evaluate, report."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cxrkit.recipes import resolve, run_recipe
 
-    resolve(name, overrides, demo=data is None)  # bad --set values fail before any work
+    stages = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    resolve(name, overrides, demo=data is None, stages=stages)  # bad input fails before work
     if cpu_devices:
         _split_cpu(cpu_devices)
-    run_recipe(name, data=data, out=out, overrides=overrides, resume=resume,
+    run_recipe(name, data=data, out=out, overrides=overrides, stages=stages, resume=resume,
                strategy=strategy, echo=click.echo)

@@ -20,47 +20,64 @@ from cxrkit.recipes.config import (
     find_recipe,
     list_recipes,
     load_recipe,
+    select_stages,
     validate,
+    without_enabled,
 )
 
 __all__ = ["apply_overrides", "find_recipe", "list_recipes", "load_recipe", "resolve",
            "run_recipe", "validate"]
 
 
-def resolve(name_or_path, overrides=(), *, demo: bool = False) -> dict:
-    """The recipe as it will run: its demo profile if ``demo``, overrides applied, validated."""
+def resolve(name_or_path, overrides=(), *, demo: bool = False, stages=None) -> dict:
+    """The recipe as it will run: its demo profile if ``demo``, overrides applied, only
+    ``stages`` enabled when given, validated."""
     recipe = load_recipe(name_or_path)
     if demo and recipe.get("demo_profile"):
         recipe = load_recipe(Path(recipe["source"]).parent / recipe["demo_profile"])
     recipe = apply_overrides(recipe, list(overrides))
+    if stages:
+        recipe = select_stages(recipe, list(stages))
     validate(recipe)
     return recipe
 
 
 def demo_note(recipe: dict) -> str:
+    real = {"siim-acr": ("SIIM-ACR", "siim-acr --images DIR --rle CSV"),
+            "egd-cxr": ("EGD-CXR", "egd-cxr ...")}[recipe["data"].get("dataset", "egd-cxr")]
     return (f"This run used SYNTHETIC phantom data (the {recipe['name']} demo profile), not "
-            "real X-rays: its numbers say nothing about the study. For the real EGD-CXR, "
-            "convert it with `cxrkit data egd-cxr ...` and pass `--data RECORDS_DIR` "
-            "(see docs/recipes.md).")
+            f"real X-rays: its numbers say nothing about the study. For the real {real[0]}, "
+            f"convert it with `cxrkit data {real[1]} --out RECORDS_DIR` and pass "
+            "`--data RECORDS_DIR` (see docs/recipes.md).")
 
 
 def prepare_demo_data(recipe: dict, folder: Path, echo) -> Path:
     """Generates the phantom set of ``recipe['demo']`` and converts it (reused if present)."""
-    from data_prep.egd_cxr.convert import convert_egd_cxr
-    from data_prep.phantom.egd_cxr import generate_egd_cxr
-
     demo = recipe["demo"]
     records = folder / "records"
     if (records / "manifest.json").is_file():
         echo(f"demo data: reusing {records}")
         return records
     raw = folder / "raw"
+    seed = demo.get("seed", 0)
+    if recipe["data"].get("dataset") == "siim-acr":
+        from data_prep.phantom.siim_acr import generate_siim_acr
+        from data_prep.siim_acr.convert import convert_siim_acr
+
+        echo(f"demo data: generating {demo['images']} phantom SIIM-ACR images in {raw}")
+        generate_siim_acr(raw, n=demo["images"], size=demo["size"], seed=seed,
+                          show_progress=True)
+        convert_siim_acr(raw, raw / "train-rle.csv", records, size=demo["target"],
+                         subset=None, split=demo["split"], seed=seed, show_progress=True)
+        return records
+    from data_prep.egd_cxr.convert import convert_egd_cxr
+    from data_prep.phantom.egd_cxr import generate_egd_cxr
+
     echo(f"demo data: generating {demo['images']} phantom EGD-CXR images in {raw}")
-    generate_egd_cxr(raw, n=demo["images"], size=demo["size"], seed=demo.get("seed", 0),
-                     show_progress=True)
+    generate_egd_cxr(raw, n=demo["images"], size=demo["size"], seed=seed, show_progress=True)
     convert_egd_cxr(raw / "master_sheet.csv", raw / "eye_gaze.csv", raw, records,
                     target=tuple(demo["target"]), sigma=demo["sigma"], test=demo["test"],
-                    val=demo["val"], seed=demo.get("seed", 0), show_progress=True)
+                    val=demo["val"], seed=seed, show_progress=True)
     return records
 
 
@@ -71,15 +88,18 @@ def _check_out(out: Path, recipe: dict, resume: bool) -> None:
                           "choose another --out")
     if resume and saved.is_file():
         before = json.loads(saved.read_text())["recipe"]
-        if before != json.loads(json.dumps(recipe)):
+        if without_enabled(before) != without_enabled(json.loads(json.dumps(recipe))):
             raise CxrkitError(f"{out}: --resume with a different recipe than the run started "
-                              "with (compare run.json); use a new --out")
+                              "with (compare run.json); use a new --out. Only the set of "
+                              "stages (--models) may change.")
 
 
-def run_recipe(name_or_path, *, data=None, out=None, overrides=(), resume: bool = False,
-               strategy: str = "default", echo=print) -> dict:
-    """Runs a recipe end to end and returns the metrics document (see the module doc)."""
-    recipe = resolve(name_or_path, overrides, demo=data is None)
+def run_recipe(name_or_path, *, data=None, out=None, overrides=(), stages=None,
+               resume: bool = False, strategy: str = "default", echo=print) -> dict:
+    """Runs a recipe end to end and returns the metrics document (see the module doc).
+
+    ``stages`` (``--models``) runs only the named stages."""
+    recipe = resolve(name_or_path, overrides, demo=data is None, stages=stages)
     note = demo_note(recipe) if data is None else None
     out = Path(out or Path("runs") / recipe["name"])
     if note:
@@ -124,9 +144,15 @@ def run_recipe(name_or_path, *, data=None, out=None, overrides=(), resume: bool 
 
         folder = export_model(out, recipe["export"]["name"], to=out / "saved_models")
         echo(f"SavedModel for TensorFlow Serving: {folder}")
-    document = write_report(out, results=results, test=test, final_model=final_model,
-                            recipe=recipe, class_names=run.class_names, demo_note=note,
-                            trace=trace)
+    if recipe.get("report", {}).get("layout") == "mlmi2023":
+        from cxrkit.recipes.report_mlmi2023 import write_report_mlmi2023
+
+        document = write_report_mlmi2023(out, results=results, test=test, recipe=recipe,
+                                         demo_note=note, trace=trace)
+    else:
+        document = write_report(out, results=results, test=test, final_model=final_model,
+                                recipe=recipe, class_names=run.class_names, demo_note=note,
+                                trace=trace)
     echo(f"report: {out / 'report.md'}; metrics: {out / 'metrics.json'}; "
          f"model: {out / 'model.keras'}")
     if note:

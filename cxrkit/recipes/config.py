@@ -27,12 +27,13 @@ TASKS = {"encoder": ("densenet", "densenet_head"), "saliency": ("unet",),
          "fusion": ("densenet", "unet", "fusion"), "mt_unet": ("unet",),
          "classifier": ("classifier",)}
 LOSSES = ("triplet", "cross_entropy", "kl", "uncertainty")
-EVALUATIONS = ("none", "classification", "saliency", "both")
+EVALUATIONS = ("none", "classification", "saliency", "both", "gradcam")
+OPTIMIZERS = ("adam", "sgd")
 BUILDERS = ("densenet_encoder", "dense_head", "unet", "fusion", "classifier")
 # keys a stage may leave out (their defaults come from [training] or the engine)
 STAGE_OPTIONAL = {"enabled": True, "epochs": 0, "learning_rate": 0.0, "batches": "",
                   "margin": 0.0, "triplet_strategy": "", "label": "", "evaluate": "",
-                  "run_eagerly": False, "precise_bn_batches": 0}
+                  "run_eagerly": False, "precise_bn_batches": 0, "optimizer": ""}
 
 
 def find_recipe(name_or_path: str | os.PathLike) -> Path:
@@ -132,6 +133,26 @@ def _need(table: dict, key: str, kind, where: str):
     return table[key]
 
 
+def select_stages(recipe: dict, names: list[str]) -> dict:
+    """A copy of ``recipe`` with exactly the stages ``names`` enabled (``--models``)."""
+    unknown = [n for n in names if n not in recipe["stages"]]
+    if unknown:
+        raise CxrkitError(f"unknown stage(s) {', '.join(unknown)}; the recipe has "
+                          f"{', '.join(recipe['stages'])}")
+    out = copy.deepcopy(recipe)
+    for name, stage in out["stages"].items():
+        stage["enabled"] = name in names
+    return out
+
+
+def without_enabled(recipe: dict) -> dict:
+    """The recipe minus the stages' ``enabled`` flags (what a resumed run must match)."""
+    out = copy.deepcopy(recipe)
+    for stage in out.get("stages", {}).values():
+        stage.pop("enabled", None)
+    return out
+
+
 def validate(recipe: dict) -> None:
     """Checks the fields the engine reads; raises CxrkitError naming the first problem."""
     for section in ("data", "training", "parts", "stages"):
@@ -170,12 +191,18 @@ def validate(recipe: dict) -> None:
         for key, example in STAGE_OPTIONAL.items():
             if key in stage and not _same_type(example, stage[key]):
                 raise CxrkitError(f"recipe: {where}.{key} must be {type(example).__name__}")
+        if stage.get("optimizer", "adam") not in OPTIMIZERS:
+            raise CxrkitError(f"recipe: {where}.optimizer must be one of {', '.join(OPTIMIZERS)}")
         if stage.get("batches", "shuffled") not in ("shuffled", "balanced"):
             raise CxrkitError(f"recipe: {where}.batches must be 'shuffled' or 'balanced'")
         if stage.get("evaluate", "none") not in EVALUATIONS:
             raise CxrkitError(f"recipe: {where}.evaluate must be one of "
                               f"{', '.join(EVALUATIONS)}")
+    if recipe["training"].get("optimizer", "adam") not in OPTIMIZERS:
+        raise CxrkitError(f"recipe: training.optimizer must be one of {', '.join(OPTIMIZERS)}")
     report = recipe.get("report", {})
+    if report.get("layout", "mlmi2024") not in ("mlmi2024", "mlmi2023"):
+        raise CxrkitError("recipe: report.layout must be 'mlmi2024' or 'mlmi2023'")
     for key in ("classification_reference", "saliency_reference"):
         if key in report and report[key] not in recipe["stages"]:
             raise CxrkitError(f"recipe: report.{key} names unknown stage {report[key]!r}")

@@ -139,9 +139,13 @@ class Run:
         return True
 
     def optimizer(self, stage: dict):
+        """Adam (beta_1, beta_2, epsilon) or SGD (momentum) at the stage's learning rate."""
         t = self.recipe["training"]
-        return keras.optimizers.Adam(stage.get("learning_rate", t["learning_rate"]),
-                                     beta_1=t.get("beta_1", 0.9), beta_2=t.get("beta_2", 0.999),
+        rate = stage.get("learning_rate", t["learning_rate"])
+        if stage.get("optimizer", t.get("optimizer", "adam")) == "sgd":
+            return keras.optimizers.SGD(rate, momentum=t.get("momentum", 0.0))
+        return keras.optimizers.Adam(rate, beta_1=t.get("beta_1", 0.9),
+                                     beta_2=t.get("beta_2", 0.999),
                                      epsilon=t.get("epsilon", 1e-8))
 
     def callbacks(self, name: str, stage: dict, monitor: str, model) -> list:

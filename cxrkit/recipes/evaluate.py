@@ -2,7 +2,8 @@
 
 Each stage with ``evaluate`` set is rebuilt from its (trained) parts and run over the test
 split: classification stages give class probabilities (softmax of the logits); saliency stages
-give per-image KL, CC and HS against the gaze heatmaps (:mod:`cxrkit.metrics.saliency`). A
+give per-image KL, CC and HS against the gaze heatmaps (:mod:`cxrkit.metrics.saliency`);
+``gradcam`` stages add Grad-CAM against the pneumothorax masks (DiffGradCAM, EHR AUC). A
 metric undefined for an image (e.g. CC of a perfectly flat prediction) is recorded as NaN and
 counted, never silently dropped.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from cxrkit import metrics
 from cxrkit.data import load
+from cxrkit.explain import grad_cam
 from cxrkit.recipes import tasks
 
 SALIENCY_METRICS = {"kl": metrics.kl_divergence, "cc": metrics.correlation_coefficient,
@@ -22,10 +24,9 @@ SALIENCY_METRICS = {"kl": metrics.kl_divergence, "cc": metrics.correlation_coeff
 
 
 def test_arrays(data, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """The whole test split in memory: images, labels, heatmaps, image ids."""
+    """The whole test split in memory: images, labels, heatmaps or masks, image ids."""
     batches = list(load(data, "test", batch_size=batch_size))
-    return {key: np.concatenate([b[key].numpy() for b in batches])
-            for key in ("image", "label", "heatmap", "image_id")}
+    return {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
 
 
 def _softmax(logits):
@@ -51,7 +52,7 @@ def evaluate_stage(stage: dict, parts: dict, test: dict, class_names: list[str])
         outputs = {"logits": outputs}
     kind = stage.get("evaluate", "none")
     result = {"label": stage.get("label", stage["task"])}
-    if kind in ("classification", "both"):
+    if kind in ("classification", "both", "gradcam"):
         probs = _softmax(np.asarray(outputs["logits"], np.float64))
         result["classification"] = metrics.classification_summary(test["label"], probs,
                                                                    class_names)
@@ -66,4 +67,22 @@ def evaluate_stage(stage: dict, parts: dict, test: dict, class_names: list[str])
                               for k, v in values.items()}
         result["per_image"] = values
         result["predicted_saliency"] = pred
+    if kind == "gradcam":
+        result.update(gradcam_against_masks(model, test))
     return result
+
+
+def gradcam_against_masks(model, test: dict, *, positive: int = 1, batch_size: int = 16,
+                          steps: int = 100) -> dict:
+    """Grad-CAM of the positive class on every positive test image with a mask: per image
+    DiffGradCAM and EHR AUC (the 2023 study's Table 3.2 and Fig. 3.2), and the maps."""
+    masks = test["mask"][..., 0] > 0.5
+    chosen = np.flatnonzero((test["label"] == positive) & masks.any(axis=(1, 2)))
+    maps = np.concatenate([grad_cam(model, test["image"][chosen[i:i + batch_size]],
+                                    class_index=positive)
+                           for i in range(0, len(chosen), batch_size)]) if len(chosen) else \
+        np.zeros((0, *masks.shape[1:]), np.float32)
+    diff = metrics.diff_gradcam(maps, masks[chosen]) if len(chosen) else np.zeros(0)
+    ehr = metrics.ehr_auc(maps, masks[chosen], steps=steps) if len(chosen) else np.zeros(0)
+    return {"gradcam_images": chosen, "gradcam_maps": maps,
+            "diff_gradcam": np.asarray(diff, np.float64), "ehr_auc": np.asarray(ehr, np.float64)}

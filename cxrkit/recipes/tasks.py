@@ -38,8 +38,12 @@ def training_view(model: keras.Model, loss_spec: dict[str, str]) -> keras.Model:
     """The stage model restricted to the outputs its losses train (Keras needs a target for
     every output it compiles); models with their own loss (MT-UNet) are returned as they are.
     """
-    if "uncertainty" in loss_spec.values() or not isinstance(model.output, dict) or \
-            set(model.output) == set(loss_spec):
+    if "uncertainty" in loss_spec.values():
+        return model
+    if not isinstance(model.output, dict):  # a classifier: its one output is the logits
+        (output,) = loss_spec
+        return keras.Model(model.inputs, {output: model.output}, name=model.name)
+    if set(model.output) == set(loss_spec):
         return model
     missing = set(loss_spec) - set(model.output)
     if missing:
