@@ -10,23 +10,13 @@ a one-image-at-a-time loop over the same compiled function, and the eager per-im
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import tensorflow as tf
+from timing import best_time
 
 from cxrkit.explain import grad_cam
 from cxrkit.models import build_classifier
-
-
-def best_time(function, repeats: int) -> float:
-    function()  # warm-up: tracing and compilation are not what is measured
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def eager_one_image(model, images):
@@ -47,10 +37,11 @@ def measure(name: str, images, repeats: int) -> str:
     batch, size = images.shape[0], images.shape[1]
     model = build_classifier(name, num_classes=2, input_shape=(size, size, 1))
     forward = tf.function(lambda x: model(x, training=False))
-    floor = best_time(lambda: forward(images).numpy(), repeats)
-    batched = best_time(lambda: grad_cam(model, images), repeats)
-    loop = best_time(lambda: [grad_cam(model, images[i:i + 1]) for i in range(batch)], 1)
-    eager = best_time(lambda: eager_one_image(model, images), 1)
+    floor = best_time(lambda: forward(images).numpy(), repeats, warmup=True)
+    batched = best_time(lambda: grad_cam(model, images), repeats, warmup=True)
+    loop = best_time(lambda: [grad_cam(model, images[i:i + 1]) for i in range(batch)], 1,
+                     warmup=True)
+    eager = best_time(lambda: eager_one_image(model, images), 1, warmup=True)
     return (f"| {name} | {floor:.3f} | {batched:.3f} | {batched / floor:.2f}x | "
             f"{loop / floor:.2f}x | {eager / floor:.2f}x |")
 

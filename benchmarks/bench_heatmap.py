@@ -9,20 +9,11 @@ maps (target: >= 0.9999) on a 3,000 x 2,400 image with 5,000 gaze samples.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import best_time
 
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, gaze_heatmap, reference_heatmap
-
-
-def best_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -56,7 +56,9 @@ class ModelCard:
                        task=data.get("task", "classifier"))
         except FileNotFoundError:
             raise InputError(path, "model card not found; it records the preprocessing and "
-                                   "class names (recipes write it beside every model)") from None
+                                   "class names (recipes write it beside every model). For a "
+                                   "model saved elsewhere pass --preprocessing siim-acr|egd-cxr "
+                                   "(and --classes)") from None
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(path, f"not a valid model card: {err}") from None
 
@@ -80,19 +82,38 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(path: str | os.PathLike):
-    """``(keras model, ModelCard)`` from a ``.keras`` file or a run directory."""
+def card_for(model, dataset: str, class_names=None) -> ModelCard:
+    """A card for a model saved without one: its input size, the given dataset convention,
+    and the given class names (``class_0`` … by default; a single logit means 2 classes)."""
+    output = model.output["logits"] if isinstance(model.output, dict) else model.output
+    count = max(int(output.shape[-1]), 2)
+    names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(count))
+    if len(names) != count:
+        raise CxrkitError(f"the model has {count} classes but {len(names)} names were given")
+    task = "mlmi2024" if isinstance(model.output, dict) and "saliency" in model.output \
+        else "classifier"
+    return ModelCard(dataset, tuple(model.input_shape[1:3]), names, task)
+
+
+def load_model(path: str | os.PathLike, *, dataset: str | None = None, class_names=None):
+    """``(keras model, ModelCard)`` from a ``.keras`` file or a run directory.
+
+    A model without a card needs ``dataset`` (the preprocessing convention) and may take
+    ``class_names``; a card, when present, wins.
+    """
     import keras
 
     import cxrkit.models  # noqa: F401  (registers cxrkit's layers and models for loading)
 
     model_path = resolve_model_path(path)
-    card = ModelCard.load(model_path)
+    card = None
+    if card_path(model_path).is_file() or dataset is None:
+        card = ModelCard.load(model_path)
     try:
         model = keras.saving.load_model(model_path)
     except (OSError, ValueError, TypeError) as err:
         raise InputError(model_path, f"could not load the model: {err}") from None
-    return model, card
+    return model, card or card_for(model, dataset, class_names)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

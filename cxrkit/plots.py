@@ -72,7 +72,8 @@ def line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], *, title: str =
 def bar_chart(values: dict[str, float], *, errors: dict[str, float] | None = None,
               title: str = "", ylabel: str = "", size=None) -> np.ndarray:
     """One bar per label (with an optional ± error bar), value printed above; uint8 RGB."""
-    top = max(max(values.values(), default=1.0) * 1.2, 1e-9)
+    reach = [v + (errors or {}).get(k, 0.0) for k, v in values.items()]
+    top = max(max(reach, default=1.0) * 1.15, 1e-9)
     size = size or (max(120 + 70 * len(values), 360), 400)
     axes = _Axes(size, (0.0, float(len(values))), (0.0, top), title, "", ylabel)
     for i, (label, value) in enumerate(values.items()):
@@ -81,8 +82,10 @@ def bar_chart(values: dict[str, float], *, errors: dict[str, float] | None = Non
                       PALETTE[i % len(PALETTE)], -1)
         if errors and label in errors:
             xc = (x0 + x1) // 2
-            cv2.line(axes.canvas, (xc, axes.py(value - errors[label])),
-                     (xc, axes.py(value + errors[label])), (0, 0, 0), 1)
+            low, high = axes.py(max(value - errors[label], 0.0)), axes.py(value + errors[label])
+            cv2.line(axes.canvas, (xc, low), (xc, high), (0, 0, 0), 1)
+            for y in (low, high):
+                cv2.line(axes.canvas, (xc - 5, y), (xc + 5, y), (0, 0, 0), 1)
         cv2.putText(axes.canvas, f"{value:.4f}", (x0, axes.py(value) - 4), _FONT, 0.35,
                     (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(axes.canvas, label[:10], (x0, axes.h - axes.bottom + 16), _FONT, 0.38,

@@ -23,26 +23,27 @@ def _records(out, split):
     return {r["image_id"].numpy().decode(): r["image"].numpy() for r in load(out, split)}
 
 
-def test_prepare_reproduces_the_siim_training_inputs(siim_phantom, tmp_path):
-    src, items = siim_phantom
-    convert_siim_acr(src, Path(src) / "train-rle.csv", tmp_path, size=48, subset=None,
-                     split="1,0,0")
-    card = ModelCard("siim-acr", (48, 48), ("healthy", "pneumothorax"))
-    records = _records(tmp_path, "train")
-    for item in items[:4]:
-        want = records[item.image_id]
-        np.testing.assert_allclose(prepare(read_image(item.path), card), want, atol=1e-5)
+def _convert_siim(src, out):
+    convert_siim_acr(src, Path(src) / "train-rle.csv", out, size=48, subset=None, split="1,0,0")
+    return ModelCard("siim-acr", (48, 48), ("healthy", "pneumothorax")), "image_id"
 
 
-def test_prepare_reproduces_the_egd_training_inputs(egd_phantom, tmp_path):
-    src, items = egd_phantom
-    convert_egd_cxr(Path(src) / "master_sheet.csv", Path(src) / "eye_gaze.csv", src, tmp_path,
+def _convert_egd(src, out):
+    convert_egd_cxr(Path(src) / "master_sheet.csv", Path(src) / "eye_gaze.csv", src, out,
                     target=(40, 32), test=0, val=0, sigma=20.0)
-    card = ModelCard("egd-cxr", (40, 32), ("Normal", "CHF", "pneumonia"))
+    return ModelCard("egd-cxr", (40, 32), ("Normal", "CHF", "pneumonia")), "dicom_id"
+
+
+@pytest.mark.parametrize(("phantom", "convert"), [("siim_phantom", _convert_siim),
+                                                  ("egd_phantom", _convert_egd)])
+def test_prepare_reproduces_the_training_inputs(phantom, convert, request, tmp_path):
+    """A raw file through the model card's preprocessing equals its training record."""
+    src, items = request.getfixturevalue(phantom)
+    card, id_field = convert(src, tmp_path)
     records = _records(tmp_path, "train")
     for item in items[:4]:
-        want = records[item.dicom_id]
-        np.testing.assert_allclose(prepare(read_image(item.path), card), want, atol=1e-6)
+        want = records[getattr(item, id_field)]
+        np.testing.assert_allclose(prepare(read_image(item.path), card), want, atol=1e-5)
 
 
 def test_explain_command_on_dicom_png_and_jpeg(siim_phantom, tmp_path):
@@ -79,3 +80,19 @@ def test_model_card_errors(tmp_path):
     (tmp_path / "m.card.json").write_text("{}")
     with pytest.raises(InputError, match="not a valid model card"):
         ModelCard.load(tmp_path / "m.keras")
+
+
+def test_explain_a_model_saved_without_a_card(tmp_path, siim_phantom):
+    src, items = siim_phantom
+    model = build_classifier("resnet18", num_classes=1, input_shape=(64, 64, 1))
+    model.save(tmp_path / "own.keras")
+    missing = CliRunner().invoke(cli, ["explain", items[0].path, "--model",
+                                       str(tmp_path / "own.keras"), "--out", str(tmp_path / "o")])
+    assert missing.exit_code == 1 and "--preprocessing" in missing.output
+    result = CliRunner().invoke(cli, ["explain", items[0].path, "--model",
+                                      str(tmp_path / "own.keras"), "--out", str(tmp_path / "o"),
+                                      "--preprocessing", "siim-acr", "--classes",
+                                      "healthy,pneumothorax"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.splitlines()[-1])
+    assert set(record["probabilities"]) == {"healthy", "pneumothorax"}

@@ -17,7 +17,11 @@ import click
               default="gradcam", show_default=True)
 @click.option("--class", "class_name", default=None,
               help="Explain this class instead of each image's predicted one.")
-def explain(images, model_path, out, method, class_name) -> None:
+@click.option("--preprocessing", type=click.Choice(["siim-acr", "egd-cxr"]), default=None,
+              help="For a .keras model without its model card: the training data convention.")
+@click.option("--classes", default=None, metavar="A,B,...",
+              help="For a .keras model without its model card: the class names.")
+def explain(images, model_path, out, method, class_name, preprocessing, classes) -> None:
     """Grad-CAM overlays (and predicted gaze maps) for DICOM, PNG and JPEG IMAGES.
 
     Prints one JSON line per image with the prediction and the files written.
@@ -25,7 +29,8 @@ def explain(images, model_path, out, method, class_name) -> None:
     from cxrkit.explain.files import explain_files
     from cxrkit.inference import load_model
 
-    model, card = load_model(model_path)
+    model, card = load_model(model_path, dataset=preprocessing,
+                             class_names=classes.split(",") if classes else None)
     for record in explain_files(model, card, list(images), out, method=method,
                                 class_name=class_name):
         click.echo(json.dumps(record))

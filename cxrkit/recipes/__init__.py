@@ -139,7 +139,8 @@ def run_recipe(name_or_path, *, data=None, out=None, overrides=(), stages=None,
               task={"fusion": "mlmi2024", "saliency": "saliency"}.get(final_stage["task"],
                                                                      "classifier")
               ).save(out / "model.keras")
-    if recipe.get("export", {}).get("name"):
+    if recipe.get("export", {}).get("name") and final_name == \
+            recipe.get("report", {}).get("classification_reference"):
         from cxrkit.serving import export_model
 
         folder = export_model(out, recipe["export"]["name"], to=out / "saved_models")

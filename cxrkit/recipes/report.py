@@ -116,6 +116,23 @@ def roc_figure(labels: np.ndarray, probs: np.ndarray, class_names: list[str], ti
                       ylabel="true positive rate", diagonal=True)
 
 
+def trace_summary(trace: dict) -> dict:
+    """The part of a run's trace that goes into ``metrics.json``."""
+    return {k: trace[k] for k in ("seed", "data_manifest_sha256", "versions")}
+
+
+def write_markdown(out: Path, title: str, body: list[str], *, demo_note: str | None,
+                   trace: dict) -> None:
+    """``report.md``: the title, the demo warning first and last, the body, the trace."""
+    warning = [f"> **{demo_note}**", ""] if demo_note else []
+    lines = [f"# {title}", "", *warning, *body,
+             "## Trace", "", f"- seed {trace['seed']}; data manifest sha256 "
+             f"`{trace['data_manifest_sha256']}`",
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in trace["versions"].items()),
+             "- the resolved recipe: `run.json`", "", *warning]
+    (out / "report.md").write_text("\n".join(lines))
+
+
 def _jsonable(results: dict) -> dict:
     keep = ("label", "classification", "saliency")
     return {name: {k: r[k] for k in keep if k in r} for name, r in results.items()}
@@ -147,14 +164,11 @@ def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: d
                 "test_images": int(len(test["label"])), "stages": _jsonable(results),
                 "paired_ttests_vs_reference": {"reference": sal_ref, "tests": tests},
                 "gradcam_vs_gaze": cam_summary,
-                "trace": {k: trace[k] for k in ("seed", "data_manifest_sha256", "versions")}}
+                "trace": trace_summary(trace)}
     (out / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
-    lines = [f"# {recipe.get('name')} — run report", ""]
-    if demo_note:
-        lines += [f"> **{demo_note}**", ""]
     counts = ", ".join(f"{n}: {int((test['label'] == i).sum())}"
                        for i, n in enumerate(class_names))
-    lines += [f"Test images: {len(test['label'])} ({counts}).",
+    body = [f"Test images: {len(test['label'])} ({counts}).",
               "", "## Table 4.1 — diagnosis", "", table_4_1(results, class_names), "",
               "## Table 4.2 — gaze saliency", "",
               f"p: two-sided paired t-test against "
@@ -166,12 +180,7 @@ def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: d
                                                      for k in SALIENCY_METRICS)]])
               if cam_summary else "(the final model does not classify)", "",
               "## Figures", "", "- `figures/fig_4_2_examples.png` — image, gaze truth, "
-              "predicted saliency, Grad-CAM", "- `figures/roc_curves.png` — ROC curves", "",
-              "## Trace", "", f"- seed {trace['seed']}; data manifest sha256 "
-              f"`{trace['data_manifest_sha256']}`",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in trace["versions"].items()),
-              "- the resolved recipe: `run.json`", ""]
-    if demo_note:
-        lines += [f"> **{demo_note}**", ""]
-    (out / "report.md").write_text("\n".join(lines))
+              "predicted saliency, Grad-CAM", "- `figures/roc_curves.png` — ROC curves", ""]
+    write_markdown(out, f"{recipe.get('name')} — run report", body, demo_note=demo_note,
+                   trace=trace)
     return document

@@ -19,6 +19,7 @@ import numpy as np
 from cxrkit import metrics
 from cxrkit.explain import comparison_grid, save_png
 from cxrkit.plots import bar_chart
+from cxrkit.recipes.report import trace_summary, write_markdown
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -61,13 +62,10 @@ def write_report_mlmi2023(out: Path, *, results: dict, test: dict, recipe: dict,
                                                           default=0)),
                 "table_3_1": table_31, "table_3_2_diff_gradcam": table_32,
                 "fig_3_2_ehr_auc": ehr, "anova_tukey_diff_gradcam": statistics,
-                "trace": {k: trace[k] for k in ("seed", "data_manifest_sha256", "versions")}}
+                "trace": trace_summary(trace)}
     (out / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
 
-    lines = [f"# {recipe.get('name')} — Grad-CAM reliability benchmark", ""]
-    if demo_note:
-        lines += [f"> **{demo_note}**", ""]
-    lines += [f"Test images: {len(test['label'])}; Grad-CAM scored on "
+    body = [f"Test images: {len(test['label'])}; Grad-CAM scored on "
               f"{document['positive_test_images_with_mask']} positive images with a mask.", "",
               "## Table 3.1 — classification (test split)", "",
               metrics.markdown_table(["Model", "Accuracy", "Precision", "Recall", "AUC"], [
@@ -84,12 +82,7 @@ def write_report_mlmi2023(out: Path, *, results: dict, test: dict, recipe: dict,
               metrics.tukey_markdown(statistics) if statistics else
               "(needs at least two models with two or more scored images)", "",
               "## Figures", "", "- `figures/fig_3_1_gradcam.png` — Grad-CAM per model, mask "
-              "outlined in green", "- `figures/fig_3_2_ehr_auc.png` — EHR AUC per model", "",
-              "## Trace", "", f"- seed {trace['seed']}; data manifest sha256 "
-              f"`{trace['data_manifest_sha256']}`",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in trace["versions"].items()),
-              "- the resolved recipe: `run.json`", ""]
-    if demo_note:
-        lines += [f"> **{demo_note}**", ""]
-    (out / "report.md").write_text("\n".join(lines))
+              "outlined in green", "- `figures/fig_3_2_ehr_auc.png` — EHR AUC per model", ""]
+    write_markdown(out, f"{recipe.get('name')} — Grad-CAM reliability benchmark", body,
+                   demo_note=demo_note, trace=trace)
     return document
