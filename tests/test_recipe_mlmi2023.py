@@ -39,6 +39,8 @@ def test_finished_models_are_not_retrained_on_resume(run):
     assert "stage resnet18: done (artifacts verified), skipped" in resumed
     assert "stage resnet34: done (artifacts verified), skipped" in resumed
     assert "== stage 3/3: vit_small" in resumed and "vit_small: done" not in resumed
+    trace = json.loads((out / "run.json").read_text())
+    assert trace["resumed"][0]["stages"] == ["resnet18", "resnet34", "vit_small"]
     for model in ("resnet18", "resnet34", "vit_small"):
         assert (out / "parts" / f"{model}.keras").is_file()
         assert (out / "tensorboard" / model / "train").is_dir()

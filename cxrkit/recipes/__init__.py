@@ -118,8 +118,16 @@ def run_recipe(name_or_path, *, data=None, out=None, overrides=(), stages=None,
     if recipe["training"].get("mixed_precision", False):
         keras.mixed_precision.set_global_policy("mixed_float16")
     trace = engine.trace(recipe, data, strategy, sys.argv)
-    if not (resume and (out / "run.json").is_file()):
-        (out / "run.json").write_text(json.dumps(trace, indent=2) + "\n")
+    if resume and (out / "run.json").is_file():  # keep the original, log each resumption
+        first = json.loads((out / "run.json").read_text())
+        if first["data_manifest_sha256"] != trace["data_manifest_sha256"]:
+            raise CxrkitError(f"{data}: the records changed since the run in {out} started "
+                              "(manifest checksum differs); use a new --out")
+        first.setdefault("resumed", []).append({k: trace[k] for k in (
+            "started", "command", "versions")} | {"stages": [
+                n for n, st in recipe["stages"].items() if st.get("enabled", True)]})
+        trace = first
+    (out / "run.json").write_text(json.dumps(trace, indent=2) + "\n")
     echo(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
     run.run()

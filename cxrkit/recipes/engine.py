@@ -24,7 +24,6 @@ so a resumed run draws the same initial weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -42,16 +41,9 @@ from cxrkit.recipes import tasks
 from cxrkit.recipes.callbacks import SaliencyImages, hparams_callback
 from cxrkit.recipes.parts import build_part, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
+from data_prep.records import sha256_file
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_strategy(kind: str) -> tf.distribute.Strategy:
@@ -74,8 +66,8 @@ class Run:
 
     def __init__(self, recipe: dict, data: Path, out: Path, *, strategy: str = "default",
                  resume: bool = False, echo=print):
-        self.recipe, self.data, self.out, self.resume, self.echo = recipe, data, out, resume, \
-            echo
+        self.recipe, self.data, self.out = recipe, data, out
+        self.resume, self.echo = resume, echo
         self.manifest = read_manifest(data)
         if self.manifest["dataset"] != recipe["data"].get("dataset", self.manifest["dataset"]):
             raise CxrkitError(f"{data}: holds {self.manifest['dataset']} records but the recipe "
@@ -129,7 +121,7 @@ class Run:
         record = json.loads(done.read_text())
         for part, digest in record["parts"].items():
             path = self.stage_dir(name) / "parts" / f"{part}.keras"
-            if not path.is_file() or sha256(path) != digest:
+            if not path.is_file() or sha256_file(path) != digest:
                 self.echo(f"stage {name}: saved part {path} is missing or changed; "
                           "training the stage again")
                 return False
@@ -188,8 +180,8 @@ class Run:
         balanced = stage.get("batches", "shuffled") == "balanced"
         train = self.dataset("train", stage["task"], stage["loss"], training=True,
                              balanced=balanced)
-        steps = math.ceil(self.count("train") / self.recipe["data"]["batch_size"]) \
-            if balanced else None
+        global_batch = self.recipe["data"]["batch_size"] * self.strategy.num_replicas_in_sync
+        steps = math.ceil(self.count("train") / global_batch) if balanced else None
         has_val = self.count("validation") > 0
         val = self.dataset("validation", stage["task"], stage["loss"], training=False) \
             if has_val else None
@@ -209,10 +201,11 @@ class Run:
         for part in stage["trainable"]:
             path = self.stage_dir(name) / "parts" / f"{part}.keras"
             save_part(self.parts[part], path)
-            record["parts"][part] = sha256(path)
+            record["parts"][part] = sha256_file(path)
             publish(path, part_path(self.out, part))
-        done = self.stage_dir(name) / "done.json"
-        done.write_text(json.dumps(record, indent=2) + "\n")
+        partial = self.stage_dir(name) / "done.json.partial"
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+        partial.replace(self.stage_dir(name) / "done.json")  # done only once whole
         return record
 
     def run(self) -> dict:
@@ -239,7 +232,7 @@ def trace(recipe: dict, data: Path, strategy: str, argv: list[str]) -> dict:
 
     return {"recipe": recipe, "seed": recipe.get("seed", 0), "strategy": strategy,
             "command": argv, "data": str(data),
-            "data_manifest_sha256": sha256(data / "manifest.json"),
+            "data_manifest_sha256": sha256_file(data / "manifest.json"),
             "versions": {"cxrkit": cxrkit.__version__, "tensorflow": tf.__version__,
                          "keras": keras.__version__, "keras_hub": keras_hub.__version__,
                          "numpy": np.__version__, "scipy": scipy.__version__,

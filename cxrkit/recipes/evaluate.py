@@ -43,6 +43,14 @@ def per_image(function, pred: np.ndarray, gaze: np.ndarray) -> np.ndarray:
     return values
 
 
+def summarise(values: np.ndarray) -> dict:
+    """Mean and std over the images where a metric is defined, and how many it is not."""
+    defined = np.isfinite(values)
+    return {"mean": float(values[defined].mean()) if defined.any() else None,
+            "std": float(values[defined].std()) if defined.any() else None,
+            "undefined": int((~defined).sum())}
+
+
 def evaluate_stage(stage: dict, parts: dict, test: dict, class_names: list[str]) -> dict:
     """Predictions and metrics of one stage on the test arrays."""
     roles = {role: parts[name] for role, name in stage["parts"].items()}
@@ -60,11 +68,7 @@ def evaluate_stage(stage: dict, parts: dict, test: dict, class_names: list[str])
     if kind in ("saliency", "both"):
         pred = np.asarray(outputs["saliency"], np.float64)
         values = {k: per_image(f, pred, test["heatmap"]) for k, f in SALIENCY_METRICS.items()}
-        result["saliency"] = {k: {"mean": float(np.nanmean(v)) if np.isfinite(v).any()
-                                  else None, "std": float(np.nanstd(v))
-                                  if np.isfinite(v).any() else None,
-                                  "undefined": int(np.isnan(v).sum())}
-                              for k, v in values.items()}
+        result["saliency"] = {k: summarise(v) for k, v in values.items()}
         result["per_image"] = values
         result["predicted_saliency"] = pred
     if kind == "gradcam":

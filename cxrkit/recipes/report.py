@@ -20,7 +20,7 @@ from cxrkit import metrics
 from cxrkit.explain import grad_cam, grid, overlay, save_png
 from cxrkit.explain.overlay import to_gray_uint8
 from cxrkit.plots import line_chart
-from cxrkit.recipes.evaluate import SALIENCY_METRICS, per_image
+from cxrkit.recipes.evaluate import SALIENCY_METRICS, per_image, summarise
 
 
 def _fmt(summary: dict | None) -> str:
@@ -81,10 +81,7 @@ def gradcam_vs_gaze(model, test: dict) -> tuple[np.ndarray, dict]:
     maps = grad_cam(model, test["image"])
     values = {k: per_image(f, np.maximum(maps[..., None], 1e-6), test["heatmap"])
               for k, f in SALIENCY_METRICS.items()}
-    summary = {k: {"mean": float(np.nanmean(v)) if np.isfinite(v).any() else None,
-                   "std": float(np.nanstd(v)) if np.isfinite(v).any() else None,
-                   "undefined": int(np.isnan(v).sum())} for k, v in values.items()}
-    return maps, summary
+    return maps, {k: summarise(v) for k, v in values.items()}
 
 
 def example_figure(test: dict, saliency: np.ndarray, cams: np.ndarray | None,
