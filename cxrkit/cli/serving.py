@@ -46,11 +46,7 @@ def predict(images, saved_model, server, name, card, out) -> None:
     if server is not None:
         if not name:
             raise click.UsageError("--server needs --name")
-        model_card = None
-        if card:
-            from pathlib import Path
-
-            model_card = serving.read_card(Path(card).parent.parent)
+        model_card = serving.read_card(card) if card else None
         records = serving.predict_server(list(images), server, name, card=model_card)
     else:
         records = serving.predict_local(list(images), saved_model, out=out)

@@ -25,10 +25,12 @@ from cxrkit.inference import ModelCard, prepare, read_image
 from cxrkit.serving.export import CARD_NAME
 
 
-def read_card(saved_model: Path) -> ModelCard:
-    path = saved_model / "assets.extra" / CARD_NAME
+def read_card(location: str | os.PathLike) -> ModelCard:
+    """The model card of an export: its version folder, or the card file itself."""
+    location = Path(location)
+    path = location if location.is_file() else location / "assets.extra" / CARD_NAME
     if not path.is_file():
-        raise InputError(saved_model, f"not a cxrkit export (no assets.extra/{CARD_NAME})")
+        raise InputError(location, f"not a cxrkit export (no assets.extra/{CARD_NAME})")
     data = json.loads(path.read_text())
     return ModelCard(data["dataset"], tuple(data["input_size"]), tuple(data["class_names"]),
                      data.get("task", "classifier"))
