@@ -154,3 +154,24 @@ def test_cam_mass_falls_inside_the_pneumothorax_of_a_trained_model(tmp_path):
         masks.append(mask)
     maps = grad_cam(model, images[test, ..., None], layer="target", class_index=1)
     assert float(np.mean(diff_gradcam(maps, np.stack(masks)))) > 0.0
+
+
+@pytest.mark.parametrize("name", ["vgg16", "densenet201"])
+def test_grad_cam_on_the_declared_targets_of_other_families(name):
+    """Batched maps equal a per-image computation on the model's declared target layer."""
+    model = build_classifier(name, num_classes=2, input_shape=(32, 32, 1))
+    x = np.random.default_rng(4).normal(size=(3, 32, 32, 1)).astype("float32")
+    cam_model = model.cam_model()
+    want = []
+    for i in range(3):
+        with tf.GradientTape() as tape:
+            image = tf.constant(x[i:i + 1])
+            tape.watch(image)
+            acts, logits = cam_model(image)
+            score = logits[0, int(np.argmax(logits[0]))]
+        g, a = tape.gradient(score, acts)[0].numpy(), acts[0].numpy()
+        cam = np.maximum((g.mean(axis=(0, 1)) * a).sum(-1), 0)
+        cam = (cam - cam.min()) / (cam.max() - cam.min()) if cam.max() > cam.min() else cam * 0
+        want.append(tf.image.resize(cam[None, ..., None], (32, 32))[0, ..., 0].numpy())
+    assert cam_model.outputs[0].shape[-1] == {"vgg16": 512, "densenet201": 1920}[name]
+    np.testing.assert_allclose(grad_cam(model, x), np.clip(np.stack(want), 0, 1), atol=1e-4)

@@ -146,15 +146,31 @@ def test_killed_run_resumes_in_the_interrupted_stage(finished, tmp_path):
         first["fusion"]["classification"]["auc"], abs=0.2)
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    """One small stage under MirroredStrategy on the CPU split into two logical devices."""
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("strategy", "replicas"), [("mirrored", 2), ("multi-worker", 1)])
+def test_distribution_strategies(strategy, replicas, tmp_path):
+    """One small stage under MirroredStrategy on the CPU split into two logical devices, and
+    under MultiWorkerMirroredStrategy with a single-worker TF_CONFIG."""
     only_unet = [f"stages.{s}.enabled=false" for s in ("triplet", "classifier", "saliency",
                                                        "fusion")]
-    command = _command(tmp_path / "run", "--strategy", "mirrored", "--cpu-devices", "2",
+    extra = ["--cpu-devices", "2"] if strategy == "mirrored" else []
+    command = _command(tmp_path / "run", "--strategy", strategy, *extra,
                        *[a for item in only_unet for a in ("--set", item)])
-    result = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=600)
+    env = _env()
+    if strategy == "multi-worker":
+        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{_free_port()}"]},
+                                       "task": {"type": "worker", "index": 0}})
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "strategy: MirroredStrategy, 2 replica(s)" in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.startswith("strategy: "))
+    assert line.startswith(f"strategy: {strategy} (") and f", {replicas} replica(s)" in line
     done = json.loads((tmp_path / "run" / "stages" / "unet_s" / "done.json").read_text())
     assert np.isfinite(done["history"]["loss"]).all()
     document = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -75,7 +75,7 @@ class Run:
         shape = self.manifest["features"]["image"]["shape"]
         self.input_shape = (shape[0], shape[1], 1)
         self.class_names = list(self.manifest["classes"])
-        self.strategy = make_strategy(strategy)
+        self.strategy_kind, self.strategy = strategy, make_strategy(strategy)
         self.parts: dict[str, keras.Model] = {}
 
     # --- data -----------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class Run:
 
     def run(self) -> dict:
         """Trains every enabled stage; returns {stage: done record or "skipped"}."""
-        self.echo(f"strategy: {type(self.strategy).__name__}, "
+        self.echo(f"strategy: {self.strategy_kind} ({type(self.strategy).__name__}), "
                   f"{self.strategy.num_replicas_in_sync} replica(s)")
         self.build_parts()
         results = {}
