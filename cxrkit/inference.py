@@ -149,3 +149,13 @@ def prepare(pixels: np.ndarray, card: ModelCard) -> np.ndarray:
 
         image = np.round(resample_image(pixels, (rows, cols)) * 255) / 255.0
     return image.astype(np.float32)[..., None]
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax of class logits; a single logit is read as a sigmoid for class 1."""
+    logits = np.asarray(logits, np.float64)
+    if logits.shape[-1] == 1:
+        p1 = 1.0 / (1.0 + np.exp(-logits[..., 0]))
+        return np.stack([1.0 - p1, p1], axis=-1)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)

@@ -16,17 +16,7 @@ import numpy as np
 from cxrkit.errors import CxrkitError
 from cxrkit.explain.cam import grad_cam
 from cxrkit.explain.overlay import overlay, save_png
-from cxrkit.inference import ModelCard, prepare, read_image
-
-
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Softmax of class logits; a single logit is read as a sigmoid for class 1."""
-    logits = np.asarray(logits, np.float64)
-    if logits.shape[-1] == 1:
-        p1 = 1.0 / (1.0 + np.exp(-logits[..., 0]))
-        return np.stack([1.0 - p1, p1], axis=-1)
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+from cxrkit.inference import ModelCard, prepare, probabilities, read_image
 
 
 def explain_files(model, card: ModelCard, paths: list[str | os.PathLike], out: str | os.PathLike,

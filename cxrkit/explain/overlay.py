@@ -17,10 +17,9 @@ COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO,
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     """Any (H, W) or (H, W, 1) image, min-max scaled to uint8."""
-    image = np.asarray(image, np.float32).squeeze()
-    low, high = float(image.min()), float(image.max())
-    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
-    return np.round(scaled * 255).astype(np.uint8)
+    from data_prep.siim_acr.convert import to_uint8
+
+    return to_uint8(np.asarray(image, np.float32).squeeze())
 
 
 def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from cxrkit import metrics
 from cxrkit.data import load
 from cxrkit.explain import grad_cam
+from cxrkit.inference import probabilities
 from cxrkit.recipes import tasks
 
 SALIENCY_METRICS = {"kl": metrics.kl_divergence, "cc": metrics.correlation_coefficient,
@@ -27,11 +28,6 @@ def test_arrays(data, batch_size: int = 16) -> dict[str, np.ndarray]:
     """The whole test split in memory: images, labels, heatmaps or masks, image ids."""
     batches = list(load(data, "test", batch_size=batch_size))
     return {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
-
-
-def _softmax(logits):
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def per_image(function, pred: np.ndarray, gaze: np.ndarray) -> np.ndarray:
@@ -61,7 +57,7 @@ def evaluate_stage(stage: dict, parts: dict, test: dict, class_names: list[str])
     kind = stage.get("evaluate", "none")
     result = {"label": stage.get("label", stage["task"])}
     if kind in ("classification", "both", "gradcam"):
-        probs = _softmax(np.asarray(outputs["logits"], np.float64))
+        probs = probabilities(outputs["logits"])
         result["classification"] = metrics.classification_summary(test["label"], probs,
                                                                    class_names)
         result["probabilities"] = probs
