@@ -42,14 +42,50 @@ def test_augmentation_changes_intensity_only_in_the_image():
     np.testing.assert_array_equal(out["mask"].numpy()[centre], 1.0)
 
 
-def test_seeded_augmented_stream_repeats(siim_records):
-    def first(seed):
-        batch = next(iter(load(siim_records, "train", batch_size=4, shuffle=True,
-                               augment=True, seed=seed)))
-        return batch["image"].numpy()
+def test_augmentation_is_new_each_epoch_and_reproducible_for_a_seed(siim_records):
+    def two_epochs(seed):
+        dataset = load(siim_records, "train", batch_size=4, augment=True, seed=seed)
+        return [next(iter(dataset))["image"].numpy() for _ in range(2)]
 
-    np.testing.assert_array_equal(first(3), first(3))
-    assert not np.array_equal(first(3), first(4))
+    first, again, other = two_epochs(3), two_epochs(3), two_epochs(4)
+    for epoch in range(2):  # a new dataset with the same seed repeats every epoch
+        np.testing.assert_array_equal(first[epoch], again[epoch])
+    assert not np.array_equal(first[0], first[1])  # same images, new draws in epoch 2
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_rotation_and_flip_match_scipy(flip):
+    """``transform`` against scipy.ndimage.affine_transform: bilinear for images (order 1),
+    nearest neighbour for masks (order 0), on a non-square image so axes cannot swap."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from cxrkit.data.reader import _flip_rotation_matrices, transform
+
+    rng = np.random.default_rng(1)
+    height, width = 40, 56
+    image = rng.normal(size=(height, width)).astype(np.float32)
+    mask = (rng.uniform(size=(height, width)) > 0.6).astype(np.float32)
+    angle = np.deg2rad(7.3)
+    m = _flip_rotation_matrices(tf.constant([angle], tf.float32), tf.constant([flip]),
+                                float(height), float(width)).numpy()[0]
+    # transform maps output (x, y) to input (m0 x + m1 y + m2, m3 x + m4 y + m5); scipy
+    # maps output (row, col) to input matrix @ (row, col) + offset.
+    matrix, offset = np.array([[m[4], m[3]], [m[1], m[0]]]), np.array([m[5], m[2]])
+    got = transform(tf.constant(image[None, ..., None]), m[None]).numpy()[0, ..., 0]
+    want = ndimage.affine_transform(image.astype(np.float64), matrix, offset, order=1,
+                                    mode="constant", cval=0.0)
+    rows, cols = np.mgrid[0:height, 0:width]
+    source = np.einsum("ij,jhw->ihw", matrix, np.stack([rows, cols])) + offset[:, None, None]
+    inside = ((source[0] >= 1) & (source[0] <= height - 2)
+              & (source[1] >= 1) & (source[1] <= width - 2))
+    assert inside.mean() > 0.7
+    np.testing.assert_allclose(got[inside], want[inside], atol=1e-4)
+    assert np.abs(got[~inside]).max() <= np.abs(image).max()  # edges fade to the zero fill
+
+    got_mask = transform(tf.constant(mask[None, ..., None]), m[None], "NEAREST").numpy()[0, ..., 0]
+    want_mask = ndimage.affine_transform(mask, matrix, offset, order=0, mode="constant")
+    assert set(np.unique(got_mask)) <= {0.0, 1.0}
+    assert (got_mask[inside] == want_mask[inside]).mean() > 0.995
 
 
 def test_balanced_batches(egd_phantom, tmp_path):

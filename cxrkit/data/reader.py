@@ -78,11 +78,14 @@ def _flip_rotation_matrices(angles, flips, height, width):
                      sin, cos, cy - sin * cx - cos * cy, zeros, zeros], axis=1)
 
 
-def transform_bilinear(images, matrices):
-    """Resample (B, H, W, C) images through projective ``matrices`` (B, 8), zeros outside."""
+def transform(images, matrices, interpolation: str = "BILINEAR"):
+    """Resample (B, H, W, C) images through projective ``matrices`` (B, 8), zeros outside.
+
+    ``interpolation`` is ``"BILINEAR"`` or ``"NEAREST"`` (for label masks).
+    """
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=matrices, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+        fill_value=0.0, interpolation=interpolation, fill_mode="CONSTANT")
 
 
 def noise_bank(height: int, width: int, seed: int) -> tf.Tensor:
@@ -102,38 +105,38 @@ def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: 
 
     ``seed`` is a shape-[2] int tensor; each image of the batch draws its own flip, rotation
     (uniform within +-``max_degrees``), contrast and brightness factors and noise. Flip and
-    rotation apply to the image and the mask/heatmap alike in one bilinear resampling (a 0/1
-    mask is thresholded at 0.5 to stay binary); brightness, contrast and Gaussian noise touch
-    the image only and are relative to each image's standard deviation, so they mean the same
-    for z-scored and [0, 1] images. ``noise`` optionally supplies the standard normal pixel
-    noise (same shape as the images, e.g. windows of a :func:`noise_bank`) instead of fresh
-    draws.
+    rotation apply to the image and the mask/heatmap alike (bilinear; a 0/1 mask nearest
+    neighbour, so it stays binary); brightness, contrast and Gaussian noise touch the image
+    only and are relative to each image's standard deviation, so they mean the same for
+    z-scored and [0, 1] images. ``noise`` optionally supplies the standard normal pixel noise
+    (same shape as the images, e.g. windows of a :func:`noise_bank`) instead of fresh draws.
     """
     target = "mask" if "mask" in example else "heatmap"
     image, target_map = example["image"], example[target]
     batch = tf.shape(image)[0]
-    seeds = tf.random.experimental.stateless_split(seed, num=5)
-    flips = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
-    angles = tf.random.stateless_uniform([batch], seeds[1], -1.0, 1.0) * (
-        max_degrees * math.pi / 180)
-    size = tf.shape(image)[1:3]
-    matrices = _flip_rotation_matrices(angles, flips, tf.cast(size[0], tf.float32),
-                                       tf.cast(size[1], tf.float32))
+    # One draw for all per-image factors: each small op costs more than its arithmetic here.
+    draws = tf.random.stateless_uniform([4, batch], seed, -1.0, 1.0)
+    flips, angles = draws[0] < 0.0, draws[1] * (max_degrees * math.pi / 180)
+    size = tf.cast(tf.shape(image)[1:3], tf.float32)
+    matrices = _flip_rotation_matrices(angles, flips, size[0], size[1])
 
-    # One resampling for both: the map rides along as extra channels (bilinear), and a 0/1
-    # mask is thresholded back to 0/1 afterwards.
-    channels = tf.shape(image)[3]
-    moved = transform_bilinear(tf.concat([image, target_map], axis=3), matrices)
-    image, target_map = moved[..., :channels], moved[..., channels:]
+    # The image and a heatmap are resampled bilinearly, a 0/1 mask with nearest neighbour
+    # (it stays 0/1; an empty mask, most SIIM-ACR images, needs no resampling). Each map is
+    # its own call: concatenating single-channel maps costs a per-pixel copy each way.
+    image = transform(image, matrices)
     if target == "mask":
-        target_map = tf.cast(target_map >= 0.5, target_map.dtype)
-    scale = tf.math.reduce_std(image, axis=[1, 2, 3], keepdims=True)
-    shape = [batch, 1, 1, 1]
-    image = image * (1.0 + tf.random.stateless_uniform(shape, seeds[2], -contrast, contrast))
-    image = image + scale * tf.random.stateless_uniform(shape, seeds[3], -brightness, brightness)
+        target_map = tf.cond(tf.reduce_any(target_map > 0),
+                             lambda: transform(target_map, matrices, "NEAREST"),
+                             lambda: target_map)
+    else:
+        target_map = transform(target_map, matrices)
     if noise is None:
-        noise = tf.random.stateless_normal(tf.shape(image), seeds[4])
-    image = image + scale * noise_std * noise
+        noise = tf.random.stateless_normal(
+            tf.shape(image), tf.random.experimental.stateless_fold_in(seed, 1))
+    scale = tf.math.reduce_std(image, axis=[1, 2, 3])
+    factor = tf.reshape(1.0 + contrast * draws[2], [-1, 1, 1, 1])
+    shift = tf.reshape(scale * brightness * draws[3], [-1, 1, 1, 1])
+    image = image * factor + (shift + tf.reshape(scale * noise_std, [-1, 1, 1, 1]) * noise)
     return {**example, "image": image, target: target_map}
 
 
@@ -146,8 +149,10 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
         split: ``"train"``, ``"validation"`` or ``"test"``.
         batch_size: batch the examples (``None`` yields single examples).
         shuffle: shuffle examples (and shard order) each epoch; ``seed`` fixes the order.
-        augment: apply :func:`augment_batch` to each example (stateless, seeded from
-            ``seed`` and the example's position, so a seed reproduces the same stream).
+        augment: apply :func:`augment_batch` to each example. Each example's draw comes
+            from a random stream seeded with ``seed`` that is redrawn on every pass, so every
+            epoch sees new augmentations while a new dataset with the same seed reproduces
+            the same sequence of epochs.
         balanced: class-balanced batches for triplet training: examples are drawn
             round-robin from per-class streams (repeated forever), so every batch of
             ``batch_size >= 2 * classes`` holds at least two images of each class present.
@@ -197,9 +202,10 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
     if augment:  # per example, so tf.data spreads the work over all cores
         height, width = manifest["features"]["image"]["shape"][:2]
         bank = noise_bank(height, width, seed)
-        dataset = dataset.enumerate().map(
-            lambda index, example: _augment_one(
-                example, tf.stack([tf.cast(seed, tf.int64), index]), bank),
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, draws).map(
+            lambda example, draw: _augment_one(
+                example, tf.stack([tf.cast(seed, tf.int64), draw]), bank),
             num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         dataset = dataset.batch(batch_size, drop_remainder=balanced)
