@@ -114,7 +114,7 @@ def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: 
     target = "mask" if "mask" in example else "heatmap"
     image, target_map = example["image"], example[target]
     batch = tf.shape(image)[0]
-    # One draw for all per-image factors: each small op costs more than its arithmetic here.
+    # Per image, in [-1, 1): flip (< 0), rotation, contrast and brightness factors.
     draws = tf.random.stateless_uniform([4, batch], seed, -1.0, 1.0)
     flips, angles = draws[0] < 0.0, draws[1] * (max_degrees * math.pi / 180)
     size = tf.cast(tf.shape(image)[1:3], tf.float32)
