@@ -1,6 +1,6 @@
 """Sharded TFRecord output shared by the converters: examples, shards, manifest, splits.
 
-Contract of an output folder (design.md §8):
+Contract of an output folder (docs/data.md, "Converting to TFRecords"):
 
 * ``<split>-00000-of-000NN.tfrecord`` shards (``.tfrecord.gz`` with GZIP), one
   ``tf.train.Example`` per image, examples in a fixed order, so the same inputs and seed give
@@ -13,7 +13,6 @@ Contract of an output folder (design.md §8):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -57,14 +56,6 @@ class Converted:
     source: str  # path relative to the image root, as reported in the manifest
     encoded: Encoded
     patient_id: str = ""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def allocate(total: int, weights: Sequence[float]) -> list[int]:

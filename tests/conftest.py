@@ -1,8 +1,12 @@
-"""Shared fixtures: the read-only real samples (skipped when absent) and small phantom sets."""
+"""Shared fixtures, built once per session: the read-only real samples (skipped when absent),
+small phantom sets, a small CNN trained on phantom SIIM-ACR, and one run of the mlmi2024 demo
+recipe (shared by the recipe, resume, strategy and serving tests)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +39,72 @@ def egd_phantom(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("egd")
     return out, generate_egd_cxr(out, n=9, size=160, seed=5)
+
+
+@pytest.fixture(scope="session")
+def trained_siim_cnn(tmp_path_factory):
+    """A small CNN (last convolution ``target``) trained for 30 epochs on 80 of 120 phantom
+    SIIM-ACR images (64 px); the other 40 are held out. Returns (model, z-scored images,
+    labels, phantom items)."""
+    import keras
+    import numpy as np
+
+    from cxrkit.preprocessing import read_dicom
+    from data_prep.phantom.siim_acr import generate_siim_acr
+
+    items = generate_siim_acr(tmp_path_factory.mktemp("siim_cnn"), n=120, size=64, seed=1)
+    images = np.stack([read_dicom(i.path) for i in items]).astype("float32")
+    images = (images - images.mean((1, 2), keepdims=True)) / images.std((1, 2), keepdims=True)
+    labels = np.array([i.label for i in items])
+    keras.utils.set_random_seed(0)
+    image = keras.Input((64, 64, 1), name="image")
+    x = image
+    for i, width in enumerate((16, 32)):
+        x = keras.layers.Conv2D(width, 3, activation="relu", padding="same", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.Conv2D(32, 3, activation="relu", padding="same", name="target")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(image, keras.layers.Dense(2, name="logits")(x))
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(images[:80, ..., None], labels[:80], epochs=30, batch_size=16, verbose=0)
+    return model, images[..., None], labels, items
+
+
+# The mlmi2024 demo recipe at test size: the real pipeline (every stage, evaluation, report,
+# export) on 36 phantom images of 32 x 32 px, with a DenseNet of one dense layer per block
+# (DenseNet201's own widths are pinned by the model tests), one or two epochs a stage, run
+# eagerly (tracing a training graph costs more than a few tiny eager steps; graph mode runs in
+# the strategy tests).
+MLMI2024_TINY = ["demo.images=36", "demo.size=96", "demo.target=[32, 32]", "demo.sigma=3.0",
+                 "demo.test=9", "demo.val=6", "data.batch_size=6", "stages.triplet.epochs=1",
+                 "stages.classifier.epochs=1", "stages.saliency.epochs=2",
+                 "stages.fusion.epochs=2", "stages.unet_s.epochs=1",
+                 "parts.densenet.blocks=[1, 1, 1, 1]", "parts.densenet_plain.blocks=[1, 1, 1, 1]",
+                 "training.run_eagerly=true"]
+
+
+def cxrkit_command(*args: str) -> list[str]:
+    """The ``cxrkit`` command line run by this interpreter."""
+    return [sys.executable, "-c", "from cxrkit.cli import main; main()", *args]
+
+
+def quiet_env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def sets(items) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="session")
+def mlmi2024_run(tmp_path_factory):
+    """``cxrkit recipe run mlmi2024`` without --data (the demo path: phantom data generated,
+    converted, every stage trained, evaluated, exported, reported): (run folder, stdout)."""
+    out = tmp_path_factory.mktemp("mlmi2024") / "run"
+    result = subprocess.run(cxrkit_command("recipe", "run", "mlmi2024", "--out", str(out),
+                                           *sets(MLMI2024_TINY)),
+                            capture_output=True, text=True, env=quiet_env(), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result.stdout

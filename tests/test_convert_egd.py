@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from cxrkit.preprocessing import Geometry
 from data_prep.egd_cxr.convert import convert_egd_cxr
-from data_prep.egd_cxr.heatmap import Geometry
+from data_prep.egd_cxr.heatmap import gaze_heatmap
 from data_prep.phantom.egd_cxr import generate_egd_cxr
 
 tf = pytest.importorskip("tensorflow")
@@ -72,11 +73,28 @@ def test_patients_never_span_splits(tmp_path):
 
 
 def test_fixations_weighted_by_duration(egd_phantom, tmp_path):
-    src, _ = egd_phantom
+    """Each stored heatmap is the duration-weighted map of that image's fixations, computed
+    here from the CSV rows with numpy's csv-free parse, and differs from the count map."""
+    src, items = egd_phantom
     manifest = _convert(src, tmp_path, gaze="fixations.csv", weight="duration",
-                        gaze_source="fixations")
+                        gaze_source="fixations", test=0, val=0)
     assert manifest["parameters"]["weight"] == "duration"
-    assert sum(c["total"] for c in manifest["counts"].values()) == 9
+    _, examples = _examples(tmp_path)
+    with open(Path(src) / "fixations.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    compared = 0
+    for item in items:
+        mine = [r for r in rows if r["DICOM_ID"] == item.dicom_id]
+        x, y, d = (np.array([float(r[k]) for r in mine])
+                   for k in ("X_ORIGINAL", "Y_ORIGINAL", "FPOGD"))
+        weighted = gaze_heatmap(x, y, d, item.shape, target=TARGET, sigma=20.0)
+        counted = gaze_heatmap(x, y, None, item.shape, target=TARGET, sigma=20.0)
+        stored = examples[item.dicom_id][1]["heatmap"].numpy()[..., 0]
+        np.testing.assert_allclose(stored, weighted, atol=1 / 65535)
+        if np.abs(weighted - counted).max() > 0.05:  # durations vary enough to matter
+            assert np.abs(stored - counted).max() > 0.05
+            compared += 1
+    assert compared >= len(items) // 2
 
 
 def test_bad_rows_are_skipped_and_nothing_identifying_leaks(egd_phantom, tmp_path):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cxrkit.errors import InputError
-from data_prep.dicom import read_dicom
-from data_prep.siim_acr.convert import clahe, convert_siim_acr, parse_split, to_uint8
+from cxrkit.preprocessing import read_dicom
+from data_prep.siim_acr.convert import convert_siim_acr, parse_split
 
 tf = pytest.importorskip("tensorflow")
 from cxrkit.data import load  # noqa: E402
@@ -136,10 +136,13 @@ def test_strict_cli_stops_with_one_line(siim_phantom, tmp_path):
 
 
 def test_real_samples(realdata, tmp_path):
-    raw = realdata / "siim-acr"
-    table = tmp_path / "rle.csv"
-    sample = (raw / "train-rle-sample.csv").read_text(encoding="utf-8-sig")
     original = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819"
+    raw = tmp_path / "images"  # the real DICOM and its MONOCHROME1 twin, nothing else
+    raw.mkdir()
+    for name in (f"{original}.dcm", "Fake_MONOHR1.dcm"):
+        shutil.copyfile(realdata / "siim-acr" / name, raw / name)
+    table = tmp_path / "rle.csv"
+    sample = (realdata / "siim-acr" / "train-rle-sample.csv").read_text(encoding="utf-8-sig")
     table.write_text(sample.rstrip("\n") + f"\n{original}, -1\nFake_MONOHR1, -1\n")
     manifest = convert_siim_acr(raw, table, tmp_path / "out", size=64, subset=None,
                                 split="1,0,0")
@@ -153,7 +156,9 @@ def test_real_samples(realdata, tmp_path):
     # The twin holds the original's stored values under MONOCHROME1, so it is converted as
     # the inverted picture: its record is the preprocessing of 255 - original.
     inverted = 255.0 - read_dicom(raw / f"{original}.dcm")
-    expected = cv2.resize(clahe(to_uint8(inverted)), (64, 64), interpolation=cv2.INTER_AREA)
+    scaled = np.round((inverted - inverted.min()) * 255 / np.ptp(inverted)).astype(np.uint8)
+    equalised = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(scaled)
+    expected = cv2.resize(equalised, (64, 64), interpolation=cv2.INTER_AREA).astype(float)
     expected = (expected - expected.mean()) / expected.std()
     twin = examples["Fake_MONOHR1"]["image"].numpy()[..., 0]
     np.testing.assert_allclose(twin, expected, atol=1e-4)

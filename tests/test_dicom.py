@@ -6,7 +6,7 @@ import pytest
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
 from cxrkit.errors import InputError
-from data_prep.dicom import read_dicom
+from cxrkit.preprocessing import read_dicom
 from data_prep.phantom.dicom_writer import write_dicom
 
 REAL_NEGATIVE = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"

@@ -3,14 +3,12 @@
 import numpy as np
 import pytest
 
-from data_prep.egd_cxr.heatmap import (
-    STUDY_SIGMA,
-    Geometry,
-    gaze_heatmap,
-    kernel_sigma,
-    reference_heatmap,
-    resample_image,
-)
+from cxrkit.preprocessing import EgdCxrPreprocessing, Geometry
+from data_prep.egd_cxr.heatmap import STUDY_SIGMA, gaze_heatmap, kernel_sigma, reference_heatmap
+
+
+def resample_image(pixels, target):
+    return EgdCxrPreprocessing(target).resample(pixels)
 
 
 def test_opencv_sigma_rule():

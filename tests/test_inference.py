@@ -1,4 +1,5 @@
-"""Inference preprocessing equals the training records; ``cxrkit explain`` on files."""
+"""One preprocessing per dataset: ``prepare`` equals the training records bit for bit;
+model cards; ``cxrkit explain`` on files."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cxrkit.card import ModelCard, card_path
 from cxrkit.cli import cli
 from cxrkit.data import load
-from cxrkit.errors import InputError
-from cxrkit.inference import ModelCard, prepare, read_image
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.models import build_classifier
+from cxrkit.preprocessing import (
+    EgdCxrPreprocessing,
+    SiimAcrPreprocessing,
+    from_config,
+    read_image,
+)
 from data_prep.egd_cxr.convert import convert_egd_cxr
 from data_prep.siim_acr.convert import convert_siim_acr
 
@@ -25,32 +32,65 @@ def _records(out, split):
 
 def _convert_siim(src, out):
     convert_siim_acr(src, Path(src) / "train-rle.csv", out, size=48, subset=None, split="1,0,0")
-    return ModelCard("siim-acr", (48, 48), ("healthy", "pneumothorax")), "image_id"
+    return SiimAcrPreprocessing(48), "image_id"
 
 
 def _convert_egd(src, out):
     convert_egd_cxr(Path(src) / "master_sheet.csv", Path(src) / "eye_gaze.csv", src, out,
                     target=(40, 32), test=0, val=0, sigma=20.0)
-    return ModelCard("egd-cxr", (40, 32), ("Normal", "CHF", "pneumonia")), "dicom_id"
+    return EgdCxrPreprocessing((40, 32)), "dicom_id"
 
 
 @pytest.mark.parametrize(("phantom", "convert"), [("siim_phantom", _convert_siim),
                                                   ("egd_phantom", _convert_egd)])
-def test_prepare_reproduces_the_training_inputs(phantom, convert, request, tmp_path):
-    """A raw file through the model card's preprocessing equals its training record."""
+def test_prepare_reproduces_the_training_inputs_bit_for_bit(phantom, convert, request,
+                                                            tmp_path):
+    """A raw file through ``prepare`` is exactly what the reader yields for its record: the
+    PNG round trip of the stored uint8 image is lossless and both paths then run the same
+    ``normalise`` op, so no tolerance is needed."""
     src, items = request.getfixturevalue(phantom)
-    card, id_field = convert(src, tmp_path)
+    pre, id_field = convert(src, tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert from_config(manifest["preprocessing"]) == pre
     records = _records(tmp_path, "train")
     for item in items[:4]:
-        want = records[getattr(item, id_field)]
-        np.testing.assert_allclose(prepare(read_image(item.path), card), want, atol=1e-5)
+        np.testing.assert_array_equal(pre.prepare(read_image(item.path)),
+                                      records[getattr(item, id_field)])
+
+
+def test_preprocessing_config_round_trips_and_names_unknown_conventions():
+    for pre in (SiimAcrPreprocessing((64, 48), clip_limit=3.0, tiles=4),
+                EgdCxrPreprocessing((40, 32))):
+        again = from_config(json.loads(json.dumps(pre.get_config())))
+        assert again == pre and type(again) is type(pre)
+    assert SiimAcrPreprocessing(64).get_config() == {"name": "siim-acr", "size": [64, 64],
+                                                     "clip_limit": 2.0, "tiles": 8}
+    with pytest.raises(CxrkitError, match="unknown preprocessing 'nih'; known: egd-cxr, siim-acr"):
+        from_config({"name": "nih", "size": [8, 8]})
+    with pytest.raises(CxrkitError, match="preprocessing 'egd-cxr'"):
+        from_config({"name": "egd-cxr", "size": [8, 8], "clahe": True})
+
+
+def test_siim_record_image_by_hand():
+    """The stored SIIM image against an independent OpenCV/numpy transcription of the
+    study's recipe, and the z-score of ``normalise`` against numpy."""
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(1000.0, 200.0, (96, 80)).astype(np.float32)
+    scaled = np.round((pixels - pixels.min()) * 255 / np.ptp(pixels)).astype(np.uint8)
+    equalised = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(scaled)
+    want = cv2.resize(equalised, (24, 32), interpolation=cv2.INTER_AREA)
+    pre = SiimAcrPreprocessing((32, 24))
+    np.testing.assert_array_equal(pre.record_image(pixels), want)
+    z = (want - want.mean()) / want.std()
+    np.testing.assert_allclose(pre.prepare(pixels)[..., 0], z, atol=1e-5)
 
 
 def test_explain_command_on_dicom_png_and_jpeg(siim_phantom, tmp_path):
     src, items = siim_phantom
     model = build_classifier("resnet18", num_classes=2, input_shape=(64, 64, 1))
     model.save(tmp_path / "model.keras")
-    ModelCard("siim-acr", (64, 64), ("healthy", "pneumothorax")).save(tmp_path / "model.keras")
+    ModelCard(SiimAcrPreprocessing(64), ("healthy", "pneumothorax")).save(
+        card_path(tmp_path / "model.keras"))
     pixels = read_image(items[0].path)
     gray = np.round(255 * (pixels - pixels.min()) / np.ptp(pixels)).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), gray)
@@ -74,12 +114,19 @@ def test_explain_command_on_dicom_png_and_jpeg(siim_phantom, tmp_path):
     assert bad.exit_code == 1 and "missing.png: image not found" in bad.output
 
 
-def test_model_card_errors(tmp_path):
+def test_model_card_round_trip_and_errors(tmp_path):
+    card = ModelCard(EgdCxrPreprocessing((40, 32)), ("Normal", "CHF", "pneumonia"), "mlmi2024")
+    path = card.save(tmp_path / "m.card.json")
+    assert ModelCard.load(path) == card and card.input_size == (40, 32)
     with pytest.raises(InputError, match="model card not found"):
-        ModelCard.load(tmp_path / "m.keras")
-    (tmp_path / "m.card.json").write_text("{}")
-    with pytest.raises(InputError, match="not a valid model card"):
-        ModelCard.load(tmp_path / "m.keras")
+        ModelCard.load(tmp_path / "missing.card.json")
+    for text, message in [("{}", "not a valid model card"),
+                          ("{not json", "model card is not valid JSON"),
+                          ('{"preprocessing": {"name": "x"}, "class_names": []}',
+                           "unknown preprocessing 'x'")]:
+        path.write_text(text)
+        with pytest.raises(InputError, match=message):
+            ModelCard.load(path)
 
 
 def test_explain_a_model_saved_without_a_card(tmp_path, siim_phantom):

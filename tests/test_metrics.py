@@ -143,3 +143,14 @@ def test_anova_tukey_and_paired_ttest_against_formulas():
     table = M.tukey_markdown(result)
     assert table.startswith("One-way ANOVA: F = ") and "| a | c |" in table
     assert M.mean_std([1.0, 3.0]) == "2.000 ± 1.000"
+
+
+def test_roc_curve_by_hand():
+    # scores 0.9 (pos), 0.8 (neg), 0.8 (pos), 0.3 (neg), 0.1 (pos): one point per distinct
+    # score, ties taken together, from (0, 0) to (1, 1)
+    fpr, tpr = M.roc_curve([1, 0, 1, 0, 1], [0.9, 0.8, 0.8, 0.3, 0.1])
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 2 / 3, 2 / 3, 1.0])
+    # its trapezoidal area is the exact AUC
+    area = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)
+    assert area == pytest.approx(M.roc_auc([1, 0, 1, 0, 1], [0.9, 0.8, 0.8, 0.3, 0.1]))

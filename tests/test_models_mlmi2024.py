@@ -24,7 +24,15 @@ FILTERS = (8, 16, 32, 64, 128)
 
 @pytest.fixture(scope="module")
 def parts():
+    """The study's parts: DenseNet201 (at a small input), narrow UNet."""
     return build_parts(SHAPE, unet_filters=FILTERS)
+
+
+@pytest.fixture(scope="module")
+def tiny_parts():
+    """The same graph with a DenseNet of one dense layer per block, for training tests."""
+    keras.utils.set_random_seed(0)
+    return build_parts(SHAPE, unet_filters=FILTERS, densenet_blocks=[1, 1, 1, 1])
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +59,13 @@ def test_densenet_taps_and_unet_shapes(parts, batch):
     assert tuple(out["decoder_features"].shape) == (4, 64, 64, 8)
     # squeeze-and-excitation with reduction 16 (at least one unit)
     assert parts["unet"].get_layer("bottleneck_se_reduce").units == 128 // 16
+    # the fusion head pools 1920 DenseNet201 features and 8 decoder features
+    assert [tuple(w.shape) for w in parts["fusion"].trainable_weights] == [
+        (1920 + 8, 64), (64,), (64, 3), (3,)]
 
 
-def test_stage_models_train_and_freezing_changes_exactly_the_intended_weights(parts, batch):
+def test_stage_models_train_and_freezing_changes_exactly_the_intended_weights(tiny_parts, batch):
+    parts = tiny_parts
     x, y, gaze = batch
     encoder = encoder_model(parts["densenet"], parts["densenet_head"])
     encoder.compile("adam", loss={"embedding": TripletLoss(),
@@ -80,13 +92,15 @@ def test_stage_models_train_and_freezing_changes_exactly_the_intended_weights(pa
     freeze(parts, ["unet"])
     net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
     assert _names(net.trainable_weights) == _names(parts["fusion"].trainable_weights)
+    width = parts["densenet"].output["features"].shape[-1]
     assert [w.shape for w in parts["fusion"].trainable_weights] == [
-        (1920 + 8, 64), (64,), (64, 3), (3,)]
+        (width + 8, 64), (64,), (64, 3), (3,)]
     unfreeze(parts, ["densenet", "unet"])
     assert len(net.trainable_weights) > len(parts["fusion"].trainable_weights)
 
 
-def test_gaze_net_round_trips_and_exposes_the_grad_cam_tap(parts, batch, tmp_path):
+def test_gaze_net_round_trips_and_exposes_the_grad_cam_tap(tiny_parts, batch, tmp_path):
+    parts = tiny_parts
     x, _, _ = batch
     net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
     out = net.predict(x, verbose=0)
@@ -94,7 +108,7 @@ def test_gaze_net_round_trips_and_exposes_the_grad_cam_tap(parts, batch, tmp_pat
     np.testing.assert_allclose(out["saliency"].sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
     features, logits = net.cam_model()(x)
     np.testing.assert_allclose(np.asarray(logits), out["logits"], atol=1e-5)
-    assert tuple(features.shape) == (4, 2, 2, 1920)
+    assert tuple(features.shape) == (4, 2, 2, parts["densenet"].output["features"].shape[-1])
     net.save(tmp_path / "net.keras")
     loaded = keras.saving.load_model(tmp_path / "net.keras")
     again = loaded.predict(x, verbose=0)
@@ -108,9 +122,35 @@ def test_single_encoder_unets_and_mt_unet(block, batch, tmp_path):
     unet = build_unet(SHAPE, filters=FILTERS, block=block, num_classes=3)
     assert "block4" not in [i.name for i in unet.inputs]
     mt = MultiTaskUNet(unet)
+    mt.log_vars.assign([0.3, -0.2])
+    target = {"saliency": gaze, "label": y}
+    pred = mt(x)
+    # by hand: batch-mean KL(gaze/sum || prediction) and CE, weighted by exp(-s), plus s
+    p = np.asarray(pred["saliency"], np.float64).reshape(4, -1)
+    q = gaze.reshape(4, -1).astype(np.float64)
+    q /= q.sum(1, keepdims=True)
+    kl = np.mean((q * (np.log(q + 1e-7) - np.log(p + 1e-7))).sum(1))
+    z = np.asarray(pred["logits"], np.float64)
+    log_softmax = z - z.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    ce = -np.mean(log_softmax[np.arange(4), y])
+    want = np.exp(-0.3) * kl + 0.3 + np.exp(0.2) * ce - 0.2
+    got = float(mt.compute_loss(x, target, pred))
+    assert got == pytest.approx(want, rel=1e-5)
+    # one scalar, the batch mean: the same batch twice gives the same loss and gradients
+    import tensorflow as tf
+
+    def gradients(images, targets):
+        with tf.GradientTape() as tape:
+            loss = mt.compute_loss(images, targets, mt(images, training=False))
+        return tape.gradient(loss, mt.trainable_variables)
+
+    doubled = {k: np.concatenate([v, v]) for k, v in target.items()}
+    for once, twice in zip(gradients(x, target), gradients(np.concatenate([x, x]), doubled),
+                           strict=True):
+        np.testing.assert_allclose(np.asarray(twice), np.asarray(once), rtol=1e-4, atol=1e-7)
     mt.compile(keras.optimizers.Adam(1e-2), run_eagerly=True)
-    mt.train_on_batch(x, {"saliency": gaze, "label": y})
-    assert not np.allclose(mt.log_vars.numpy(), 0.0)  # the uncertainty weights learn
+    mt.train_on_batch(x, target)
     out = mt.predict(x, verbose=0)
     np.testing.assert_allclose(out["saliency"].sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
     mt.save(tmp_path / "mt.keras")

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pydicom
 
-from data_prep.dicom import read_dicom
+from cxrkit.preprocessing import read_dicom
 from data_prep.egd_cxr.columns import GAZEPOINT, MASTER_SHEET
 from data_prep.phantom.egd_cxr import generate_egd_cxr
 

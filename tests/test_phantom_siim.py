@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from data_prep.dicom import read_dicom
+from cxrkit.preprocessing import read_dicom
 from data_prep.phantom.anatomy import render_chest
 from data_prep.phantom.siim_acr import generate_siim_acr
 from data_prep.siim_acr import read_rle_csv, rle_decode

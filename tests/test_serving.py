@@ -20,16 +20,15 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from cxrkit.card import ModelCard, card_path
 from cxrkit.cli import cli
 from cxrkit.errors import CxrkitError
-from cxrkit.explain import grad_cam
-from cxrkit.inference import ModelCard, prepare, read_image
-from cxrkit.models import GazeDiagnosisNet, build_classifier, build_parts
+from cxrkit.models import build_classifier
+from cxrkit.preprocessing import EgdCxrPreprocessing, SiimAcrPreprocessing, read_image
 from cxrkit.serving import export_model, predict_local
-from cxrkit.serving.preprocess import egd_from_bytes
 
 EGD = ("Normal", "CHF", "pneumonia")
-SIZE = (64, 64)
+SIZE = (32, 32)
 
 
 def _softmax(z):
@@ -38,35 +37,63 @@ def _softmax(z):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, egd_phantom):
-    """A briefly trained tiny mlmi2024 network and a classifier, saved and exported."""
+def exported(tmp_path_factory, mlmi2024_run):
+    """The mlmi2024 demo run's network and export (32 x 32, trained by the recipe), and a
+    ResNet18 classifier saved with an egd-cxr card and exported here."""
+    import cxrkit.models  # noqa: F401  (registers the layers for loading)
+
+    run, _ = mlmi2024_run
     root = tmp_path_factory.mktemp("serving")
     keras.utils.set_random_seed(0)
-    parts = build_parts((*SIZE, 1), unet_filters=(8, 16, 32, 64, 128))
-    net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
-    x = np.random.default_rng(0).random((4, *SIZE, 1), dtype="float32")
-    net.compile("adam", loss={"logits": keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True)}, run_eagerly=True)
-    net.train_on_batch(x, {"logits": np.array([0, 1, 2, 0])})
     classifier = build_classifier("resnet18", num_classes=3, input_shape=(*SIZE, 1))
-    models = {"mlmi2024": net, "resnet18": classifier}
-    folders = {}
-    for name, model in models.items():
-        (root / name).mkdir()
-        model.save(root / name / "model.keras")
-        ModelCard("egd-cxr", SIZE, EGD, task="mlmi2024" if name == "mlmi2024" else
-                  "classifier").save(root / name / "model.keras")
-        folders[name] = export_model(root / name, name, to=root / "saved_models")
+    (root / "resnet18").mkdir()
+    classifier.save(root / "resnet18" / "model.keras")
+    ModelCard(EgdCxrPreprocessing(SIZE), EGD).save(card_path(root / "resnet18" / "model.keras"))
+    models = {"mlmi2024": keras.saving.load_model(run / "model.keras"),
+              "resnet18": classifier}
+    folders = {"mlmi2024": run / "saved_models" / "mlmi2024" / "1",
+               "resnet18": export_model(root / "resnet18", "resnet18",
+                                        to=root / "saved_models")}
     return root, models, folders
+
+
+def _reference_gradcam(model, x: np.ndarray) -> np.ndarray:
+    """Grad-CAM of the predicted class, eagerly through the parts' own layers: the DenseNet
+    ``features`` of the mlmi2024 network, ResNet18's ``stack3_block1_out``."""
+    image = tf.constant(x)
+    if isinstance(model.output, dict):  # GazeDiagnosisNet
+        maps = model.densenet(image)
+        decoder = model.unet({"image": image, "block4": maps["block4"]})["decoder_features"]
+        acts = maps["features"]
+
+        def head(a):
+            return model.fusion({"features": a, "decoder_features": decoder})
+    else:
+        layer = model.backbone.get_layer("stack3_block1_out")
+        acts = keras.Model(model.backbone.inputs, layer.output)(tf.repeat(image, 3, -1))
+
+        def head(a):
+            return model.get_layer("logits")(tf.reduce_mean(a, axis=(1, 2)))
+    with tf.GradientTape() as tape:
+        tape.watch(acts)
+        logits = head(acts)
+        score = tf.gather(logits, tf.argmax(logits, -1), batch_dims=1)
+    g, a = tape.gradient(score, acts).numpy(), acts.numpy()
+    cam = np.maximum((g.mean(axis=(1, 2), keepdims=True) * a).sum(-1), 0)
+    low, high = cam.min(axis=(1, 2), keepdims=True), cam.max(axis=(1, 2), keepdims=True)
+    cam = np.where(high > low, (cam - low) / np.where(high > low, high - low, 1), 0)
+    return np.clip(tf.image.resize(cam[..., None], SIZE)[..., 0].numpy(), 0, 1)
 
 
 def test_layout_versions_and_models_config(exported):
     root, _, folders = exported
-    assert folders["mlmi2024"] == root / "saved_models" / "mlmi2024" / "1"
+    assert folders["resnet18"] == root / "saved_models" / "resnet18" / "1"
+    recipe_config = (folders["mlmi2024"].parents[1] / "models.config").read_text()
+    assert "name: 'mlmi2024'" in recipe_config
     again = export_model(root / "resnet18", "resnet18", to=root / "saved_models")
     assert again.name == "2"
     config = (root / "saved_models" / "models.config").read_text()
-    assert "name: 'mlmi2024'" in config and "base_path: '/models/resnet18'" in config
+    assert "name: 'resnet18'" in config and "base_path: '/models/resnet18'" in config
     with pytest.raises(CxrkitError, match="version 1 exists"):
         export_model(root / "resnet18", "resnet18", version=1, to=root / "saved_models")
 
@@ -84,14 +111,14 @@ def test_serving_default_reproduces_the_keras_model(exported, name):
     assert np.abs(out["probabilities"] - _softmax(logits)).max() < 1e-5
     assert [v.decode() for v in out["label"]] == [EGD[i] for i in logits.argmax(1)]
     assert out["class_names"].shape == (3, 3)
-    assert np.abs(out["gradcam"] - grad_cam(model, x)).max() < 1e-4
+    assert np.abs(out["gradcam"] - _reference_gradcam(model, x)).max() < 1e-4
     if name == "mlmi2024":
         assert np.abs(out["saliency"] - keras_out["saliency"]).max() < 1e-5
     else:
         assert "saliency" not in out
-    for wrong in (x[..., 0], x[:, :32, :32]):  # wrong rank, wrong size: a message, no crash
+    for wrong in (x[..., 0], x[:, :16, :16]):  # wrong rank, wrong size: a message, no crash
         with pytest.raises(tf.errors.InvalidArgumentError,
-                           match=r"image must be a float32 batch of shape \(batch, 64, 64, 1\)"):
+                           match=r"image must be a float32 batch of shape \(batch, 32, 32, 1\)"):
             loaded.signatures["serving_default"](image=tf.constant(wrong))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor"):
         loaded.signatures["serving_default"](image=tf.constant(x.astype("float64")))
@@ -107,10 +134,10 @@ def _encoded(egd_phantom, tmp_path):
 
 
 def test_bytes_preprocessing_matches_training(egd_phantom, tmp_path):
-    card = ModelCard("egd-cxr", (40, 32), EGD)
+    pre = EgdCxrPreprocessing((40, 32))
     for path in _encoded(egd_phantom, tmp_path):
-        graph = egd_from_bytes(tf.constant([path.read_bytes()]), (40, 32)).numpy()[0]
-        python = prepare(read_image(path), card)
+        graph = pre.from_bytes(tf.constant([path.read_bytes()])).numpy()[0]
+        python = pre.prepare(read_image(path))
         assert np.abs(graph - python).max() <= 1 / 255 + 1e-6  # at most one 8-bit step
         assert np.mean(graph != python) < 0.05
 
@@ -121,8 +148,8 @@ def test_bytes_signature_with_png_and_jpeg(exported, egd_phantom, tmp_path):
     loaded = tf.saved_model.load(str(folders["mlmi2024"]))
     out = loaded.signatures["predict_image_bytes"](
         image_bytes=tf.constant([p.read_bytes() for p in paths]))
-    card = ModelCard("egd-cxr", SIZE, EGD)
-    want = models["mlmi2024"].predict(np.stack([prepare(read_image(p), card) for p in paths]),
+    pre = EgdCxrPreprocessing(SIZE)
+    want = models["mlmi2024"].predict(np.stack([pre.prepare(read_image(p)) for p in paths]),
                                       verbose=0)
     assert np.abs(out["probabilities"].numpy() - _softmax(want["logits"])).max() < 1e-3
     assert np.abs(out["saliency"].numpy() - want["saliency"]).max() < 1e-3
@@ -183,9 +210,8 @@ def test_predict_cli_local_and_against_a_rest_server(exported, egd_phantom, tmp_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}"
-        card = folders["mlmi2024"] / "assets.extra" / "cxrkit_card.json"
         remote = CliRunner().invoke(cli, ["predict", *paths, "--server", url, "--name",
-                                          "mlmi2024", "--card", str(card)])
+                                          "mlmi2024", "--card", str(folders["mlmi2024"])])
         assert remote.exit_code == 0, remote.output
         records = [json.loads(line) for line in remote.output.splitlines()
                    if line.startswith("{")]
@@ -214,7 +240,8 @@ def test_predict_on_real_nih_pngs(exported, realdata):
 def test_export_of_a_siim_classifier_has_no_bytes_signature(tmp_path):
     model = build_classifier("resnet18", num_classes=1, input_shape=(32, 32, 1))
     model.save(tmp_path / "model.keras")
-    ModelCard("siim-acr", (32, 32), ("healthy", "pneumothorax")).save(tmp_path / "model.keras")
+    ModelCard(SiimAcrPreprocessing(32), ("healthy", "pneumothorax")).save(
+        card_path(tmp_path / "model.keras"))
     folder = export_model(tmp_path, "ptx", to=tmp_path / "saved_models")
     signatures = tf.saved_model.load(str(folder)).signatures
     assert set(signatures) == {"serving_default"}
@@ -222,3 +249,23 @@ def test_export_of_a_siim_classifier_has_no_bytes_signature(tmp_path):
     p1 = 1 / (1 + np.exp(-np.asarray(model(x))[:, 0]))
     got = signatures["serving_default"](image=tf.constant(x))["probabilities"].numpy()
     np.testing.assert_allclose(got, np.stack([1 - p1, p1], 1), atol=1e-5)
+
+
+def test_predict_names_malformed_cards_and_folders_that_are_not_exports(exported, tmp_path):
+    _, _, folders = exported
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((40, 40), np.uint8))
+    copy = tmp_path / "copy"
+    shutil.copytree(folders["resnet18"], copy)
+    card = copy / "assets.extra" / "cxrkit_card.json"
+    card.write_text("{not json")
+    for args in (["--model", str(copy)],
+                 ["--server", "http://127.0.0.1:9", "--name", "x", "--card", str(copy)],
+                 ["--server", "http://127.0.0.1:9", "--name", "x", "--card", str(card)]):
+        result = CliRunner().invoke(cli, ["predict", str(image), *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"Error: {card}: model card is not valid JSON" in result.output
+    (copy / "saved_model.pb").unlink()
+    result = CliRunner().invoke(cli, ["predict", str(image), "--model", str(copy)])
+    assert result.exit_code == 1
+    assert f"Error: {copy}: not a SavedModel version folder (no saved_model.pb)" in result.output

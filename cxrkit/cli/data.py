@@ -195,7 +195,7 @@ def dicom_info(files: tuple[str, ...]) -> None:
     """
     import json
 
-    from data_prep.dicom import read_dicom
+    from cxrkit.preprocessing import read_dicom
 
     for path in files:
         pixels = read_dicom(path)

@@ -17,8 +17,9 @@ import click
               default="gradcam", show_default=True)
 @click.option("--class", "class_name", default=None,
               help="Explain this class instead of each image's predicted one.")
-@click.option("--preprocessing", type=click.Choice(["siim-acr", "egd-cxr"]), default=None,
-              help="For a .keras model without its model card: the training data convention.")
+@click.option("--preprocessing", default=None, metavar="NAME",
+              help="For a .keras model without its model card: the training data convention "
+                   "(siim-acr or egd-cxr).")
 @click.option("--classes", default=None, metavar="A,B,...",
               help="For a .keras model without its model card: the class names.")
 def explain(images, model_path, out, method, class_name, preprocessing, classes) -> None:
@@ -29,7 +30,7 @@ def explain(images, model_path, out, method, class_name, preprocessing, classes)
     from cxrkit.explain.files import explain_files
     from cxrkit.inference import load_model
 
-    model, card = load_model(model_path, dataset=preprocessing,
+    model, card = load_model(model_path, preprocessing=preprocessing,
                              class_names=classes.split(",") if classes else None)
     for record in explain_files(model, card, list(images), out, method=method,
                                 class_name=class_name):

@@ -15,7 +15,7 @@ def recipe() -> None:
 
 @recipe.command("list")
 def list_command() -> None:
-    """The recipes shipped in recipes/."""
+    """The recipes shipped with cxrkit."""
     from cxrkit.recipes import list_recipes, load_recipe
 
     for name in list_recipes():
@@ -28,10 +28,14 @@ def list_command() -> None:
               help="Override a field, e.g. stages.saliency.epochs=5 (repeatable).")
 @click.option("--demo", is_flag=True, help="Show the demo profile (what runs without --data).")
 def show(name: str, overrides: tuple[str, ...], demo: bool) -> None:
-    """Print the resolved recipe NAME (or a path to a .toml file) as JSON."""
+    """Print the resolved recipe NAME (or a path to a .toml file) as JSON.
+
+    Every stage shows the values it runs with, those it takes from [training] and [data]
+    (epochs, learning rate, optimizer, batch size) included.
+    """
     from cxrkit.recipes import resolve
 
-    click.echo(json.dumps(resolve(name, overrides, demo=demo), indent=2))
+    click.echo(json.dumps(resolve(name, overrides, demo=demo).to_dict(), indent=2))
 
 
 def _split_cpu(devices: int) -> None:
@@ -60,13 +64,26 @@ def _split_cpu(devices: int) -> None:
 @click.option("--cpu-devices", type=click.IntRange(min=1), default=None,
               help="Split the CPU into N logical devices (try 'mirrored' without GPUs).")
 def run(name, data, out, overrides, stages, resume, strategy, cpu_devices) -> None:
-    """Run recipe NAME (or a .toml path): train every stage, evaluate, report."""
+    """Run recipe NAME (or a .toml path): train every stage, evaluate, report.
+
+    Without --data it runs the recipe's demo profile on phantom data it generates first.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cxrkit.recipes import resolve, run_recipe
+    from pathlib import Path
+
+    from cxrkit.recipes import check_out, demo_note, resolve, run_recipe
 
     stages = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
-    resolve(name, overrides, demo=data is None, stages=stages)  # bad input fails before work
+    demo = data is None
+    plan = resolve(name, overrides, demo=demo, stages=stages)  # bad input fails before work
+    out = Path(out or Path("runs") / plan.name)
+    check_out(out, plan, resume)
     if cpu_devices:
         _split_cpu(cpu_devices)
-    run_recipe(name, data=data, out=out, overrides=overrides, stages=stages, resume=resume,
-               strategy=strategy, echo=click.echo)
+    if demo:
+        from data_prep.demo import prepare_demo_records
+
+        click.echo(demo_note(plan))
+        data = prepare_demo_records(plan.data.dataset, plan.demo, out / "data", click.echo)
+    run_recipe(plan, data, out=out, resume=resume, strategy=strategy, demo=demo,
+               echo=click.echo)

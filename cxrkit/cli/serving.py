@@ -33,8 +33,9 @@ def export(source, name, version, to) -> None:
 @click.option("--server", default=None, help="TensorFlow Serving REST URL, e.g. "
               "http://localhost:8501 (with --name).")
 @click.option("--name", default=None, help="Model name on the server.")
-@click.option("--card", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="With --server: the export's assets.extra/cxrkit_card.json (for DICOMs).")
+@click.option("--card", type=click.Path(exists=True), default=None,
+              help="With --server: the export's version folder or its "
+                   "assets.extra/cxrkit_card.json (needed for DICOMs).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="With --model: write saliency / Grad-CAM overlay PNGs here.")
 def predict(images, saved_model, server, name, card, out) -> None:

@@ -1,9 +1,11 @@
 """tf.data readers of the TFRecord folders that ``cxrkit data siim-acr|egd-cxr`` write.
 
-:func:`load` reads ``manifest.json`` to learn the dataset and its shards and yields dicts:
+:func:`load` reads ``manifest.json`` to learn the records' preprocessing convention and
+shards and yields dicts:
 
-* ``image``: float32 (H, W, 1), normalised as the study did: SIIM-ACR per-image z-score
-  (MLMI 2023), EGD-CXR [0, 1] (MLMI 2024);
+* ``image``: float32 (H, W, 1), normalised by the convention's ``normalise``
+  (:mod:`cxrkit.preprocessing`): SIIM-ACR per-image z-score (MLMI 2023), EGD-CXR [0, 1]
+  (MLMI 2024);
 * ``mask`` (SIIM-ACR, 0/1) or ``heatmap`` (EGD-CXR, [0, 1]): float32 (H, W, 1);
 * ``label``: int32; ``image_id``: string (and ``patient_id`` for EGD-CXR).
 
@@ -15,6 +17,6 @@ apply identically to the image and its mask/heatmap, intensity changes to the im
 """
 
 from cxrkit.data.augmentation_layers import augmentation_layers
-from cxrkit.data.reader import load, read_manifest
+from cxrkit.data.reader import load, preprocessing_of, read_manifest
 
-__all__ = ["augmentation_layers", "load", "read_manifest"]
+__all__ = ["augmentation_layers", "load", "preprocessing_of", "read_manifest"]

@@ -1,4 +1,9 @@
-"""The record reader behind :func:`cxrkit.data.load` (see the package docstring)."""
+"""The record reader behind :func:`cxrkit.data.load` (see the package docstring).
+
+The manifest names the records' preprocessing convention (:mod:`cxrkit.preprocessing`): its
+``normalise`` turns the stored image into model input, its ``target`` names the per-pixel
+target (mask or heatmap) and ``id_features`` the id strings each example carries.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,8 @@ import os
 
 import tensorflow as tf
 
-from cxrkit.errors import InputError
-
-TARGETS = {"siim-acr": "mask", "egd-cxr": "heatmap"}
-TARGET_SCALE = {"siim-acr": 255.0, "egd-cxr": 65535.0}
+from cxrkit.errors import CxrkitError, InputError
+from cxrkit.preprocessing import Preprocessing, from_config
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
@@ -25,38 +28,42 @@ def read_manifest(directory: str | os.PathLike) -> dict:
                                "`cxrkit data siim-acr|egd-cxr`?") from None
     except json.JSONDecodeError as err:
         raise InputError(path, f"manifest is not valid JSON ({err.msg})") from None
-    if manifest.get("dataset") not in TARGETS:
-        raise InputError(path, f"unknown dataset {manifest.get('dataset')!r}")
+    missing = [k for k in ("preprocessing", "features", "shards", "counts", "classes")
+               if k not in manifest]
+    if missing:
+        raise InputError(path, f"manifest lacks {', '.join(missing)} (written by an older "
+                               "cxrkit? convert the data again)")
+    try:
+        from_config(manifest["preprocessing"])
+    except CxrkitError as err:
+        raise InputError(path, str(err)) from None
     return manifest
 
 
-def _parser(dataset: str):
-    target = TARGETS[dataset]
-    spec = {
-        "image": tf.io.FixedLenFeature([], tf.string),
-        target: tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-        "image_id": tf.io.FixedLenFeature([], tf.string),
-    }
-    if dataset == "egd-cxr":
-        spec["patient_id"] = tf.io.FixedLenFeature([], tf.string)
+def preprocessing_of(manifest: dict) -> Preprocessing:
+    """The preprocessing convention the records of ``manifest`` were written with."""
+    return from_config(manifest["preprocessing"])
+
+
+def _parser(manifest: dict):
+    """Parses one serialized example: the image normalised by the records' preprocessing,
+    the target map scaled to [0, 1], the label and the id features."""
+    pre = preprocessing_of(manifest)
+    target = pre.target
+    spec = {"image": tf.io.FixedLenFeature([], tf.string),
+            target: tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            **{name: tf.io.FixedLenFeature([], tf.string) for name in pre.id_features}}
+    dtype = tf.as_dtype(pre.target_dtype)
 
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, spec)
         image = tf.cast(tf.io.decode_png(example["image"], channels=1), tf.float32)
-        dtype = tf.uint16 if dataset == "egd-cxr" else tf.uint8
         target_map = tf.cast(tf.io.decode_png(example[target], channels=1, dtype=dtype),
-                             tf.float32) / TARGET_SCALE[dataset]
-        if dataset == "siim-acr":  # per-image z-score, as the 2023 study
-            mean, variance = tf.nn.moments(image, axes=[0, 1, 2])
-            image = (image - mean) / tf.maximum(tf.sqrt(variance), 1e-6)
-        else:
-            image = image / 255.0
-        out = {"image": image, target: target_map, "label": tf.cast(example["label"], tf.int32),
-               "image_id": example["image_id"]}
-        if dataset == "egd-cxr":
-            out["patient_id"] = example["patient_id"]
-        return out
+                             tf.float32) / pre.target_scale
+        return {"image": pre.normalise(image), target: target_map,
+                "label": tf.cast(example["label"], tf.int32),
+                **{name: example[name] for name in pre.id_features}}
 
     return parse
 
@@ -179,7 +186,7 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
         lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
         cycle_length=min(len(files), 4), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True)
-    dataset = records.map(_parser(manifest["dataset"]), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = records.map(_parser(manifest), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache()
     if balanced:

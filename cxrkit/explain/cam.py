@@ -1,6 +1,6 @@
 """Class activation maps: Grad-CAM, Grad-CAM++ and HiResCAM in one compiled, batched pass.
 
-Definitions (``../shared/design.md`` §6; Selvaraju et al. 2017, Chattopadhay et al. 2018,
+Definitions (docs/study.md, 2023 §3.3.2; Selvaraju et al. 2017, Chattopadhay et al. 2018,
 Draelos & Carin 2020). With ``A`` the target layer's activations (B, h, w, C) and ``g`` the
 gradient of the class score with respect to ``A``:
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError
 from cxrkit.explain.cam import grad_cam
 from cxrkit.explain.overlay import overlay, save_png
-from cxrkit.inference import ModelCard, prepare, probabilities, read_image
+from cxrkit.inference import probabilities
+from cxrkit.preprocessing import read_image
 
 
 def explain_files(model, card: ModelCard, paths: list[str | os.PathLike], out: str | os.PathLike,
@@ -35,7 +37,7 @@ def explain_files(model, card: ModelCard, paths: list[str | os.PathLike], out: s
     records = []
     for start in range(0, len(paths), batch_size):
         chunk = [Path(p) for p in paths[start:start + batch_size]]
-        images = np.stack([prepare(read_image(p), card) for p in chunk])
+        images = np.stack([card.preprocessing.prepare(read_image(p)) for p in chunk])
         maps, logits = grad_cam(model, images, method=method, class_index=class_index,
                                 return_logits=True)
         saliency = None

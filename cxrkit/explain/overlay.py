@@ -10,6 +10,8 @@ import os
 import cv2
 import numpy as np
 
+from cxrkit.preprocessing.intensity import to_uint8
+
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO,
              "inferno": cv2.COLORMAP_INFERNO, "viridis": cv2.COLORMAP_VIRIDIS,
              "hot": cv2.COLORMAP_HOT}
@@ -17,8 +19,6 @@ COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO,
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     """Any (H, W) or (H, W, 1) image, min-max scaled to uint8."""
-    from data_prep.siim_acr.convert import to_uint8
-
     return to_uint8(np.asarray(image, np.float32).squeeze())
 
 

@@ -1,5 +1,6 @@
 """Metrics and statistics of both studies (see ``docs/metrics.md``)."""
 
+from cxrkit.metrics._checks import UndefinedMetric
 from cxrkit.metrics.classification import (
     accuracy,
     bootstrap_ci,
@@ -27,8 +28,9 @@ from cxrkit.metrics.statistics import (
     tukey_markdown,
 )
 
-__all__ = ["accuracy", "anova_tukey", "bootstrap_ci", "cc", "classification_summary",
-           "correlation_coefficient", "diff_gradcam", "ehr_auc", "ehr_curve",
+__all__ = ["UndefinedMetric", "accuracy", "anova_tukey", "bootstrap_ci", "cc",
+           "classification_summary", "correlation_coefficient", "diff_gradcam", "ehr_auc",
+           "ehr_curve",
            "histogram_similarity", "kl_divergence", "macro_auc", "markdown_table", "mean_std",
            "nss", "one_vs_rest_auc", "paired_ttest", "precision_recall", "roc_auc",
            "roc_curve", "sim",

@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
+class UndefinedMetric(ValueError):
+    """A metric that has no value for this input (an all-zero or constant map, an empty mask).
+
+    Evaluations count such images as undefined; every other ValueError (mismatched shapes,
+    NaNs, negative maps) is a wiring error and propagates.
+    """
+
+
 def pair(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, bool]:
     """Two (H, W) or (B, H, W) maps as float64 (B, H*W) arrays, and whether a batch came in.
 

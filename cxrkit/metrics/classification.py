@@ -1,4 +1,4 @@
-"""Classification metrics with the studies' conventions (``../shared/design.md`` §7).
+"""Classification metrics with the studies' conventions (docs/study.md).
 
 - ROC AUC is exact and rank-based (the Mann-Whitney statistic with mid-ranks for ties), not
   Keras' binned approximation. Multi-class: one-vs-rest AUC per class and their macro mean.

@@ -1,9 +1,9 @@
 """Grad-CAM against a ground-truth mask: DiffGradCAM and the Effective Heat Ratio (EHR).
 
-Conventions of the MLMI 2023 study (``../shared/design.md`` §7); ``heat`` in [0, 1]:
+Conventions of the MLMI 2023 study (docs/study.md, 2023 §3.3); ``heat`` in [0, 1]:
 
 - ``diff_gradcam`` = mean heat inside the mask − mean heat outside it. An empty (or full)
-  mask leaves one side undefined: ValueError naming the image.
+  mask leaves one side undefined: :class:`~cxrkit.metrics.UndefinedMetric` naming the image.
 - ``ehr_curve`` / ``ehr_auc`` (Wollek et al. 2023): thresholds ``t_k = k / steps``,
   k = 0 … steps − 1; ``EHR(t) = |{heat >= t} ∩ mask| / |{heat >= t}|`` (0 when no pixel
   passes); the AUC is the trapezoidal area under EHR over the ``t_k``. An all-zero heatmap
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrkit.metrics._checks import pair, unbatch
+from cxrkit.metrics._checks import UndefinedMetric, pair, unbatch
 
 
 def _binary(mask: np.ndarray) -> np.ndarray:
@@ -29,7 +29,7 @@ def diff_gradcam(heat, mask):
     counts = inside.sum(axis=1)
     bad = np.flatnonzero((counts == 0) | (counts == inside.shape[1]))
     if bad.size:
-        raise ValueError(f"image(s) {bad.tolist()}: mask is empty or covers the whole image; "
+        raise UndefinedMetric(f"image(s) {bad.tolist()}: mask is empty or covers the whole image; "
                          "DiffGradCAM needs pixels inside and outside")
     mean_in = (heat * inside).sum(axis=1) / counts
     mean_out = (heat * ~inside).sum(axis=1) / (inside.shape[1] - counts)

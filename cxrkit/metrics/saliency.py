@@ -10,15 +10,15 @@ non-negative maps can be compared (a Grad-CAM map as well as a predicted gaze ma
 - ``nss`` = mean of the z-scored prediction at fixated pixels (a binary fixation map).
 
 Lower KL is better; higher CC, HS and NSS are better. An all-zero or negative map makes the
-normalisation meaningless: ValueError naming the image. A constant map has no correlation:
-CC raises for it.
+normalisation meaningless, and a constant map has no correlation: those raise
+:class:`~cxrkit.metrics.UndefinedMetric` naming the image; negative values raise ValueError.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cxrkit.metrics._checks import pair, unbatch
+from cxrkit.metrics._checks import UndefinedMetric, pair, unbatch
 
 EPSILON = 1e-7
 
@@ -30,7 +30,7 @@ def _distributions(pred, gaze):
             raise ValueError(f"{name} has negative values; saliency maps must be >= 0")
         empty = np.flatnonzero(x.sum(axis=1) <= 0)
         if empty.size:
-            raise ValueError(f"{name} is all zero in image(s) {empty.tolist()}")
+            raise UndefinedMetric(f"{name} is all zero in image(s) {empty.tolist()}")
     return p / p.sum(axis=1, keepdims=True), q / q.sum(axis=1, keepdims=True), batched
 
 
@@ -47,7 +47,7 @@ def correlation_coefficient(pred, gaze):
     norms = np.sqrt((pc ** 2).sum(axis=1) * (qc ** 2).sum(axis=1))
     flat = np.flatnonzero(norms == 0)
     if flat.size:
-        raise ValueError(f"constant map in image(s) {flat.tolist()}: CC is undefined")
+        raise UndefinedMetric(f"constant map in image(s) {flat.tolist()}: CC is undefined")
     return unbatch((pc * qc).sum(axis=1) / norms, batched)
 
 
@@ -63,7 +63,7 @@ def nss(pred, fixations):
     fixated = f > 0.5
     none = np.flatnonzero(fixated.sum(axis=1) == 0)
     if none.size:
-        raise ValueError(f"no fixated pixel in image(s) {none.tolist()}")
+        raise UndefinedMetric(f"no fixated pixel in image(s) {none.tolist()}")
     std = p.std(axis=1, keepdims=True)
     z = (p - p.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
     return unbatch((z * fixated).sum(axis=1) / fixated.sum(axis=1), batched)

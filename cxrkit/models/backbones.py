@@ -2,7 +2,7 @@
 
 Each entry holds the architecture of the original paper (as a keras-hub config, or a
 ``keras.applications`` builder where keras-hub has no such model), the keras-hub ImageNet preset
-when one exists, and the Grad-CAM target layer of the 2023 study (``../shared/design.md`` §6):
+when one exists, and the Grad-CAM target layer of the 2023 study (docs/study.md, 2023 §3.3.2):
 
 - VGG: the last convolution (``block5_conv3``, ReLU included);
 - ResNet: the output of the last residual block (after the add and its ReLU);

@@ -4,8 +4,8 @@
 backbone with the study's head — global average pooling (CNNs) or the class token (ViT), an
 optional dropout and one dense layer of ``num_classes`` logits (``num_classes=1`` gives a
 single-logit binary head). Its input ``image`` is grayscale (rows, cols, 1) and is repeated to
-three channels inside the model. It knows its Grad-CAM target layer (design.md §6) and builds
-a weight-sharing functional view with both the target activations and the logits
+three channels inside the model. It knows its Grad-CAM target layer (docs/study.md §3.3.2) and
+builds a weight-sharing functional view with both the target activations and the logits
 (:meth:`CxrClassifier.cam_model`), so explanation code never guesses a layer.
 """
 
@@ -62,7 +62,7 @@ class CxrClassifier(keras.Model):
 
     @property
     def target_layer(self) -> str:
-        """The Grad-CAM target layer's name inside the backbone (design.md §6)."""
+        """The Grad-CAM target layer's name inside the backbone (docs/study.md, §3.3.2)."""
         return get_spec(self.model_name).target_layer
 
     def cam_model(self) -> keras.Model:

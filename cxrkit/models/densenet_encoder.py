@@ -8,30 +8,47 @@ channels inside — to a dict of two feature maps, both at stride 32:
   triplet-loss embedding of stage 1;
 - ``features``: the final normalised features (after ``bn`` and ``relu``), which the
   classifier heads and Grad-CAM use.
+
+``blocks`` builds a DenseNet of other depths (dense layers per block; DenseNet201 is
+6/12/48/32) with random weights — small ones make fast tests of the whole pipeline. The parts
+that consume the taps read their width from the built encoder.
 """
 
 from __future__ import annotations
 
 import keras
 
-from cxrkit.models.backbones import build_backbone
+from cxrkit.errors import CxrkitError
+from cxrkit.models.backbones import build_backbone, get_spec
 from cxrkit.models.layers import GrayscaleToRGB
 
-BLOCK4 = "stack4_block32_concat"
+FEATURES = 1920  # DenseNet201: channels of block4 and of the final features
 
 
-def build_densenet_encoder(input_shape=(640, 512, 1), *, weights=None,
+def build_densenet_encoder(input_shape=(640, 512, 1), *, weights=None, blocks=None,
                            name: str = "densenet") -> keras.Model:
-    """DenseNet201 from the registry, returning ``{"block4", "features"}`` (see module doc)."""
-    backbone = build_backbone("densenet201", image_size=tuple(input_shape[:2]), weights=weights)
-    taps = keras.Model(backbone.inputs, [backbone.get_layer(BLOCK4).output, backbone.output],
-                       name="densenet201")
+    """DenseNet201 from the registry (or a DenseNet of ``blocks`` dense layers per block),
+    returning ``{"block4", "features"}`` (see the module docstring)."""
+    size = tuple(input_shape[:2])
+    if blocks is None:
+        backbone = build_backbone("densenet201", image_size=size, weights=weights)
+        blocks = get_spec("densenet201").config["stackwise_num_repeats"]
+    else:
+        import keras_hub
+
+        if weights is not None or len(blocks) != 4:
+            raise CxrkitError(f"a DenseNet of blocks {list(blocks)}: give four block sizes and "
+                              "no weights (pretrained weights exist for DenseNet201 only)")
+        backbone = keras_hub.models.DenseNetBackbone(stackwise_num_repeats=list(blocks),
+                                                     image_shape=(*size, 3))
+    block4 = backbone.get_layer(f"stack4_block{blocks[-1]}_concat").output
+    taps = keras.Model(backbone.inputs, [block4, backbone.output], name="densenet201")
     image = keras.Input(tuple(input_shape[:2]) + (1,), name="image")
     block4, features = taps(GrayscaleToRGB(name="grayscale_to_rgb")(image))
     return keras.Model(image, {"block4": block4, "features": features}, name=name)
 
 
-def build_dense_head(num_classes: int = 3, *, channels: int = 1920, dropout: float = 0.0,
+def build_dense_head(num_classes: int = 3, *, channels: int = FEATURES, dropout: float = 0.0,
                      name: str = "densenet_head") -> keras.Model:
     """Global average pooling of the ``features`` map, dropout and ``num_classes`` logits."""
     features = keras.Input((None, None, channels), name="features")

@@ -1,7 +1,7 @@
 """The MLMI 2024 three-stage network and the models each stage trains.
 
 The network is made of four parts, each a Keras model of its own so that a recipe can train,
-freeze, save and hand them on one by one (``../shared/design.md`` §5):
+freeze, save and hand them on one by one (docs/study.md, 2024 §4.2):
 
 - ``densenet`` — :func:`~cxrkit.models.densenet_encoder.build_densenet_encoder`;
 - ``densenet_head`` — the stage-1 classifier head on DenseNet201's final features;
@@ -20,13 +20,13 @@ import weakref
 
 import keras
 
-from cxrkit.models.densenet_encoder import build_dense_head, build_densenet_encoder
-from cxrkit.models.unet import build_unet
+from cxrkit.models.densenet_encoder import FEATURES, build_dense_head, build_densenet_encoder
+from cxrkit.models.unet import FILTERS, build_unet
 
 _CAM_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def build_fusion_head(num_classes: int = 3, *, dense_channels: int = 1920,
+def build_fusion_head(num_classes: int = 3, *, dense_channels: int = FEATURES,
                       decoder_channels: int = 64, hidden: int = 64, dropout: float = 0.25,
                       name: str = "fusion") -> keras.Model:
     """The stage-3 multi-scale fusion head (inputs ``features`` and ``decoder_features``)."""
@@ -43,15 +43,21 @@ def build_fusion_head(num_classes: int = 3, *, dense_channels: int = 1920,
 
 
 def build_parts(input_shape=(640, 512, 1), *, num_classes: int = 3,
-                unet_filters=(64, 128, 256, 512, 1024), unet_block: str = "res_se",
-                dual_encoder: bool = True, densenet_weights=None) -> dict[str, keras.Model]:
-    """Fresh ``densenet``, ``densenet_head``, ``unet`` and ``fusion`` parts."""
+                unet_filters=FILTERS, unet_block: str = "res_se",
+                dual_encoder: bool = True, densenet_weights=None,
+                densenet_blocks=None) -> dict[str, keras.Model]:
+    """Fresh ``densenet``, ``densenet_head``, ``unet`` and ``fusion`` parts (DenseNet201, or
+    a DenseNet of ``densenet_blocks``; the other parts take its widths)."""
+    densenet = build_densenet_encoder(input_shape, weights=densenet_weights,
+                                      blocks=densenet_blocks)
+    width = int(densenet.output["features"].shape[-1])
     return {
-        "densenet": build_densenet_encoder(input_shape, weights=densenet_weights),
-        "densenet_head": build_dense_head(num_classes),
+        "densenet": densenet,
+        "densenet_head": build_dense_head(num_classes, channels=width),
         "unet": build_unet(input_shape, filters=unet_filters, block=unet_block,
-                           dual_channels=1920 if dual_encoder else None),
-        "fusion": build_fusion_head(num_classes, decoder_channels=unet_filters[0]),
+                           dual_channels=width if dual_encoder else None),
+        "fusion": build_fusion_head(num_classes, dense_channels=width,
+                                    decoder_channels=unet_filters[0]),
     }
 
 

@@ -1,6 +1,6 @@
 """The UNet family of the MLMI 2024 study: Res-SE-UNet, its dual-encoder form, UNet and MT-UNet.
 
-:func:`build_unet` builds them all from one layout (``../shared/design.md`` §5): an encoder
+:func:`build_unet` builds them all from one layout (docs/study.md, 2024 §4.2): an encoder
 of five blocks (``filters``, default 64/128/256/512/1024) with four 2x2 max-pools; a decoder of
 four transposed-conv upsamplings, each joined with the encoder's skip at that scale and
 followed by a block; a head conv3x3-BN-ReLU then a 1x1 conv to one channel, and a spatial
@@ -25,6 +25,8 @@ import keras
 from keras import ops
 
 from cxrkit.models.layers import SpatialSoftmax
+
+FILTERS = (64, 128, 256, 512, 1024)  # the study's widths, level 1 to the bottleneck
 
 
 def _conv_bn(x, filters, kernel, name, relu=True):
@@ -63,7 +65,7 @@ def double_conv_block(x, filters: int, name: str):
 BLOCKS = {"res_se": res_se_block, "double_conv": double_conv_block}
 
 
-def build_unet(input_shape=(640, 512, 1), *, filters=(64, 128, 256, 512, 1024),
+def build_unet(input_shape=(640, 512, 1), *, filters=FILTERS,
                block: str = "res_se", dual_channels: int | None = None,
                num_classes: int | None = None, name: str = "unet") -> keras.Model:
     """Builds a member of the family (see the module docstring).
@@ -114,8 +116,10 @@ class MultiTaskUNet(keras.Model):
     """MT-UNet: a UNet with saliency and class outputs trained with uncertainty weighting.
 
     The loss is ``exp(-s_1) * KL + s_1 + exp(-s_2) * CE + s_2`` (Kendall et al. 2018, as in
-    Zhu et al. 2022), with the log-variances ``s`` learned alongside the network. Train with
-    ``compile(optimizer)`` (no ``loss``) on targets ``{"saliency": gaze map, "label": int}``.
+    Zhu et al. 2022), with KL and CE the batch means and the log-variances ``s`` learned
+    alongside the network; it is one scalar, so gradients do not grow with the batch size.
+    Train with ``compile(optimizer)`` (no ``loss``) on targets
+    ``{"saliency": gaze map, "label": int}``.
 
     Args:
         unet: a :func:`build_unet` model built with ``num_classes``.
@@ -130,9 +134,10 @@ class MultiTaskUNet(keras.Model):
         self.log_vars = self.add_weight(shape=(2,), initializer="zeros", name="log_vars")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The uncertainty-weighted batch-mean loss (see the class docstring)."""
         from cxrkit.losses import saliency_kl
 
-        kl = saliency_kl(y["saliency"], y_pred["saliency"])
+        kl = ops.mean(saliency_kl(y["saliency"], y_pred["saliency"]))
         ce = ops.mean(keras.losses.sparse_categorical_crossentropy(
             y["label"], y_pred["logits"], from_logits=True))
         s = self.log_vars

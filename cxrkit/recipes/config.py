@@ -1,15 +1,17 @@
-"""Recipe files: loading, ``extends``, ``--set`` overrides and validation.
+"""Recipe files: loading, ``extends``, ``--set`` overrides, and resolving to a typed recipe.
 
-A recipe is a TOML file (``recipes/*.toml``). Tables nest; ``[stages.<name>]`` tables run in
-the order they are written. A recipe may start with ``extends = "other.toml"`` (a path relative
-to itself): the other recipe is loaded first and this one's tables are merged over it, key by
-key, so a profile only lists what it changes. ``demo_profile`` names the profile that
-``cxrkit recipe run`` uses when no ``--data`` is given.
+A recipe is a TOML file (the shipped ones are package data in ``cxrkit/recipes/toml/``).
+Tables nest; ``[stages.<name>]`` tables run in the order they are written. A recipe may start
+with ``extends = "other.toml"`` (a path relative to itself): the other recipe is loaded first
+and this one's tables are merged over it, key by key, so a profile only lists what it changes.
+``demo_profile`` names the profile that ``cxrkit recipe run`` uses when no ``--data`` is
+given.
 
 :func:`apply_overrides` takes ``KEY=VALUE`` strings (``stages.saliency.epochs=5``); the value
 is read as TOML (``5``, ``1e-3``, ``true``, ``[8, 16]``, ``"text"``; a bare word is a string).
-A key that does not exist in the resolved recipe, or a value of another type than the one
-there, is an error before anything runs. :func:`validate` checks the whole recipe the same way.
+A key that is neither in the recipe nor a field of the format (:mod:`cxrkit.recipes.schema`),
+or a value of another type, is an error before anything runs. :func:`resolve` returns the
+checked, typed :class:`~cxrkit.recipes.schema.Recipe`.
 """
 
 from __future__ import annotations
@@ -21,23 +23,11 @@ from pathlib import Path
 
 from cxrkit.errors import CxrkitError, InputError
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
-
-TASKS = {"encoder": ("densenet", "densenet_head"), "saliency": ("unet",),
-         "fusion": ("densenet", "unet", "fusion"), "mt_unet": ("unet",),
-         "classifier": ("classifier",)}
-LOSSES = ("triplet", "cross_entropy", "kl", "uncertainty")
-EVALUATIONS = ("none", "classification", "saliency", "both", "gradcam")
-OPTIMIZERS = ("adam", "sgd")
-BUILDERS = ("densenet_encoder", "dense_head", "unet", "fusion", "classifier")
-# keys a stage may leave out (their defaults come from [training] or the engine)
-STAGE_OPTIONAL = {"enabled": True, "epochs": 0, "learning_rate": 0.0, "batches": "",
-                  "margin": 0.0, "triplet_strategy": "", "label": "", "evaluate": "",
-                  "run_eagerly": False, "precise_bn_batches": 0, "optimizer": ""}
+RECIPES_DIR = Path(__file__).resolve().parent / "toml"  # shipped as package data
 
 
 def find_recipe(name_or_path: str | os.PathLike) -> Path:
-    """A recipe name (``mlmi2024``) in ``recipes/``, or a path to a ``.toml`` file."""
+    """A shipped recipe's name (``mlmi2024``), or a path to a ``.toml`` file."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
@@ -51,7 +41,7 @@ def find_recipe(name_or_path: str | os.PathLike) -> Path:
 
 
 def list_recipes() -> list[str]:
-    """Names of the recipes shipped in ``recipes/``."""
+    """Names of the shipped recipes."""
     return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
 
 
@@ -89,16 +79,21 @@ def _parse_value(text: str):
         return text
 
 
-def _same_type(old, new) -> bool:
-    if isinstance(old, bool) or isinstance(new, bool):
-        return isinstance(old, bool) and isinstance(new, bool)
-    if isinstance(old, float) and isinstance(new, int):
-        return True
-    return isinstance(new, type(old))
+def _field_type(recipe: dict, parts: list[str]):
+    """The type a key may take where the recipe leaves it out (None: no such field)."""
+    from cxrkit.recipes import schema
+    from cxrkit.recipes.parts import BUILDERS
+
+    if len(parts) == 3 and parts[0] == "parts":
+        builder = recipe["parts"][parts[1]].get("builder")
+        return BUILDERS[builder].options.get(parts[2]) if builder in BUILDERS else None
+    return schema.field_type(parts)
 
 
 def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
     """A copy of ``recipe`` with each ``KEY=VALUE`` applied (see the module docstring)."""
+    from cxrkit.recipes.schema import conforms, type_name
+
     out = copy.deepcopy(recipe)
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -111,26 +106,16 @@ def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
                 raise CxrkitError(f"--set {key}: unknown key {where!r}")
             node = node[part]
         last = parts[-1]
-        optional = len(parts) == 3 and parts[0] == "stages" and last in STAGE_OPTIONAL
-        if last not in node and optional:
-            node[last] = STAGE_OPTIONAL[last]
-        if last not in node:
+        kind = type(node[last]) if last in node else _field_type(out, parts)
+        if kind is None:
             raise CxrkitError(f"--set {key}: unknown key; {'.'.join(parts[:-1]) or 'the recipe'}"
                               f" has {', '.join(sorted(node))}")
         value = _parse_value(text)
-        if not _same_type(node[last], value):
-            raise CxrkitError(f"--set {key}={text}: expected {type(node[last]).__name__}, "
+        if not conforms(value, kind):
+            raise CxrkitError(f"--set {key}={text}: expected {type_name(kind)}, "
                               f"got {type(value).__name__}")
-        node[last] = float(value) if isinstance(node[last], float) else value
+        node[last] = float(value) if kind is float else value
     return out
-
-
-def _need(table: dict, key: str, kind, where: str):
-    if key not in table:
-        raise CxrkitError(f"recipe: {where} lacks {key!r}")
-    if not _same_type(kind(), table[key]):
-        raise CxrkitError(f"recipe: {where}.{key} must be {kind.__name__}")
-    return table[key]
 
 
 def select_stages(recipe: dict, names: list[str]) -> dict:
@@ -153,56 +138,15 @@ def without_enabled(recipe: dict) -> dict:
     return out
 
 
-def validate(recipe: dict) -> None:
-    """Checks the fields the engine reads; raises CxrkitError naming the first problem."""
-    for section in ("data", "training", "parts", "stages"):
-        _need(recipe, section, dict, "recipe")
-    training = recipe["training"]
-    for key in ("learning_rate", "epochs", "early_stopping_patience", "reduce_lr_patience",
-                "reduce_lr_factor"):
-        _need(training, key, float if key in ("learning_rate", "reduce_lr_factor") else int,
-              "training")
-    _need(recipe["data"], "batch_size", int, "data")
-    for name, part in recipe["parts"].items():
-        builder = _need(part, "builder", str, f"parts.{name}")
-        if builder not in BUILDERS:
-            raise CxrkitError(f"recipe: parts.{name}.builder {builder!r} is not one of "
-                              f"{', '.join(BUILDERS)}")
-    for name, stage in recipe["stages"].items():
-        where = f"stages.{name}"
-        task = _need(stage, "task", str, where)
-        if task not in TASKS:
-            raise CxrkitError(f"recipe: {where}.task {task!r} is not one of {', '.join(TASKS)}")
-        roles = _need(stage, "parts", dict, where)
-        for role in TASKS[task]:
-            if role not in roles:
-                raise CxrkitError(f"recipe: {where}.parts needs the role {role!r}")
-        for role, part in roles.items():
-            if part not in recipe["parts"]:
-                raise CxrkitError(f"recipe: {where}.parts.{role} names unknown part {part!r}")
-        for part in _need(stage, "trainable", list, where):
-            if part not in roles.values():
-                raise CxrkitError(f"recipe: {where}.trainable names {part!r}, which the stage "
-                                  "does not use")
-        for output, loss in _need(stage, "loss", dict, where).items():
-            if loss not in LOSSES:
-                raise CxrkitError(f"recipe: {where}.loss.{output} {loss!r} is not one of "
-                                  f"{', '.join(LOSSES)}")
-        for key, example in STAGE_OPTIONAL.items():
-            if key in stage and not _same_type(example, stage[key]):
-                raise CxrkitError(f"recipe: {where}.{key} must be {type(example).__name__}")
-        if stage.get("optimizer", "adam") not in OPTIMIZERS:
-            raise CxrkitError(f"recipe: {where}.optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if stage.get("batches", "shuffled") not in ("shuffled", "balanced"):
-            raise CxrkitError(f"recipe: {where}.batches must be 'shuffled' or 'balanced'")
-        if stage.get("evaluate", "none") not in EVALUATIONS:
-            raise CxrkitError(f"recipe: {where}.evaluate must be one of "
-                              f"{', '.join(EVALUATIONS)}")
-    if recipe["training"].get("optimizer", "adam") not in OPTIMIZERS:
-        raise CxrkitError(f"recipe: training.optimizer must be one of {', '.join(OPTIMIZERS)}")
-    report = recipe.get("report", {})
-    if report.get("layout", "mlmi2024") not in ("mlmi2024", "mlmi2023"):
-        raise CxrkitError("recipe: report.layout must be 'mlmi2024' or 'mlmi2023'")
-    for key in ("classification_reference", "saliency_reference"):
-        if key in report and report[key] not in recipe["stages"]:
-            raise CxrkitError(f"recipe: report.{key} names unknown stage {report[key]!r}")
+def resolve(name_or_path, overrides=(), *, demo: bool = False, stages=None):
+    """The recipe as it will run, typed and checked: its demo profile if ``demo``, overrides
+    applied, only ``stages`` enabled when given."""
+    from cxrkit.recipes.schema import parse
+
+    recipe = load_recipe(name_or_path)
+    if demo and recipe.get("demo_profile"):
+        recipe = load_recipe(Path(recipe["source"]).parent / recipe["demo_profile"])
+    recipe = apply_overrides(recipe, list(overrides))
+    if stages:
+        recipe = select_stages(recipe, list(stages))
+    return parse(recipe)

@@ -1,12 +1,15 @@
 """The recipe engine: runs a recipe's stages in order, hands trained parts on, resumes.
 
-The engine knows stages, not studies. For each enabled ``[stages.<name>]`` it
+The engine knows stages, not studies. For each enabled stage of a typed
+:class:`~cxrkit.recipes.schema.Recipe` it
 
 1. builds the stage model from its parts (:mod:`cxrkit.recipes.tasks`) and sets ``trainable``
-   on each part exactly as the stage lists (frozen parts keep their BatchNorm statistics);
-2. trains it with Adam, early stopping and ReduceLROnPlateau on the validation loss (training
-   loss when there is no validation split), best weights kept, under the chosen
-   ``tf.distribute`` strategy;
+   on each part exactly as the stage lists (:func:`cxrkit.models.set_trainable`; frozen parts
+   keep their BatchNorm statistics);
+2. trains it with the stage's optimiser (Adam or SGD), learning rate, epochs and batch size,
+   under the chosen ``tf.distribute`` strategy; early stopping (best weights restored) and
+   ReduceLROnPlateau watch the validation loss (the training loss when there is no
+   validation split) when ``[training]`` sets their patience;
 3. saves the parts it trained (``stages/<name>/parts/<part>.keras``, also copied to
    ``parts/<part>.keras``, which always holds a part's latest version) and marks itself done
    (``stages/<name>/done.json`` with the checksums of its own part files).
@@ -24,6 +27,7 @@ so a resumed run draws the same initial weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,13 +39,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cxrkit.data import load, read_manifest
+from cxrkit.data import load, preprocessing_of, read_manifest
 from cxrkit.errors import CxrkitError
-from cxrkit.recipes import tasks
+from cxrkit.files import sha256_file, write_text_atomic
+from cxrkit.models import set_trainable
+from cxrkit.recipes import losses
 from cxrkit.recipes.callbacks import SaliencyImages, hparams_callback
-from cxrkit.recipes.parts import build_part, part_path, publish, save_part
+from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
-from data_prep.records import sha256_file
+from cxrkit.recipes.schema import Recipe, Stage
+from cxrkit.recipes.tasks import stage_model
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -64,16 +71,16 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
 class Run:
     """One recipe run in ``out`` (see the module docstring)."""
 
-    def __init__(self, recipe: dict, data: Path, out: Path, *, strategy: str = "default",
+    def __init__(self, recipe: Recipe, data: Path, out: Path, *, strategy: str = "default",
                  resume: bool = False, echo=print):
         self.recipe, self.data, self.out = recipe, data, out
         self.resume, self.echo = resume, echo
         self.manifest = read_manifest(data)
-        if self.manifest["dataset"] != recipe["data"].get("dataset", self.manifest["dataset"]):
-            raise CxrkitError(f"{data}: holds {self.manifest['dataset']} records but the recipe "
-                              f"needs {recipe['data']['dataset']}")
-        shape = self.manifest["features"]["image"]["shape"]
-        self.input_shape = (shape[0], shape[1], 1)
+        self.preprocessing = preprocessing_of(self.manifest)
+        if self.preprocessing.name != recipe.data.dataset:
+            raise CxrkitError(f"{data}: holds {self.preprocessing.name} records but the recipe "
+                              f"needs {recipe.data.dataset}")
+        self.input_shape = (*self.preprocessing.size, 1)
         self.class_names = list(self.manifest["classes"])
         self.strategy_kind, self.strategy = strategy, make_strategy(strategy)
         self.parts: dict[str, keras.Model] = {}
@@ -82,32 +89,28 @@ class Run:
     def count(self, split: str) -> int:
         return int(self.manifest["counts"].get(split, {}).get("total", 0))
 
-    def dataset(self, split: str, task: str, loss_spec: dict, *, training: bool,
-                balanced: bool = False):
-        cfg = self.recipe["data"]
-        batch = cfg["batch_size"] * self.strategy.num_replicas_in_sync
-        ds = load(self.data, split, batch_size=batch, shuffle=training,
-                  augment=training and cfg.get("augment", False),
-                  seed=self.recipe.get("seed", 0), balanced=balanced and training)
-        return ds.map(lambda ex: (ex["image"], tasks.targets(task, loss_spec, ex)))
+    def global_batch(self, stage: Stage) -> int:
+        return stage.batch_size * self.strategy.num_replicas_in_sync
+
+    def dataset(self, split: str, stage: Stage, *, training: bool, balanced: bool = False):
+        """(image, targets) batches of ``split`` for ``stage``'s losses."""
+        ds = load(self.data, split, batch_size=self.global_batch(stage), shuffle=training,
+                  augment=training and self.recipe.data.augment, seed=self.recipe.seed,
+                  balanced=balanced and training)
+        return ds.map(lambda ex: (ex["image"], losses.targets(stage, ex)))
 
     # --- parts ----------------------------------------------------------------------------
     def used_parts(self) -> list[str]:
         names = []
-        for stage in self.enabled_stages().values():
-            names += [p for p in stage["parts"].values() if p not in names]
+        for stage in self.recipe.enabled_stages().values():
+            names += [p for p in stage.parts.values() if p not in names]
         return names
 
-    def enabled_stages(self) -> dict[str, dict]:
-        return {n: s for n, s in self.recipe["stages"].items() if s.get("enabled", True)}
-
     def build_parts(self) -> None:
-        keras.utils.set_random_seed(self.recipe.get("seed", 0))
-        specs = self.recipe["parts"]
+        keras.utils.set_random_seed(self.recipe.seed)
         with self.strategy.scope():
-            for name in self.used_parts():
-                self.parts[name] = build_part(name, specs[name], specs, self.input_shape,
-                                              len(self.class_names))
+            self.parts = build_parts(self.used_parts(), self.recipe.parts, self.input_shape,
+                                     len(self.class_names))
 
     # --- stages ---------------------------------------------------------------------------
     def stage_dir(self, name: str) -> Path:
@@ -130,31 +133,29 @@ class Run:
         self.echo(f"stage {name}: done (artifacts verified), skipped")
         return True
 
-    def optimizer(self, stage: dict):
+    def optimizer(self, stage: Stage):
         """Adam (beta_1, beta_2, epsilon) or SGD (momentum) at the stage's learning rate."""
-        t = self.recipe["training"]
-        rate = stage.get("learning_rate", t["learning_rate"])
-        if stage.get("optimizer", t.get("optimizer", "adam")) == "sgd":
-            return keras.optimizers.SGD(rate, momentum=t.get("momentum", 0.0))
-        return keras.optimizers.Adam(rate, beta_1=t.get("beta_1", 0.9),
-                                     beta_2=t.get("beta_2", 0.999),
-                                     epsilon=t.get("epsilon", 1e-8))
+        t = self.recipe.training
+        if stage.optimizer == "sgd":
+            return keras.optimizers.SGD(stage.learning_rate, momentum=t.momentum)
+        return keras.optimizers.Adam(stage.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
+                                     epsilon=t.epsilon)
 
-    def callbacks(self, name: str, stage: dict, monitor: str, model) -> list:
-        t = self.recipe["training"]
-        directory = self.stage_dir(name)
-        logdir = self.out / "tensorboard" / name
-        found = [
-            keras.callbacks.BackupAndRestore(str(directory / "backup")),
-            keras.callbacks.EarlyStopping(monitor=monitor,
-                                          patience=t["early_stopping_patience"],
-                                          restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=t["reduce_lr_factor"],
-                                              patience=t["reduce_lr_patience"],
-                                              min_lr=t.get("min_learning_rate", 0.0)),
-            keras.callbacks.TensorBoard(str(logdir)),
-            hparams_callback(str(logdir), {"stage": name, **stage, "training": t}),
-        ]
+    def callbacks(self, stage: Stage, monitor: str, model) -> list:
+        t = self.recipe.training
+        logdir = self.out / "tensorboard" / stage.name
+        found = [keras.callbacks.BackupAndRestore(str(self.stage_dir(stage.name) / "backup"))]
+        if t.early_stopping_patience:
+            found.append(keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=t.early_stopping_patience,
+                restore_best_weights=True))
+        if t.reduce_lr_patience:
+            found.append(keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
+                min_lr=t.min_learning_rate))
+        found += [keras.callbacks.TensorBoard(str(logdir)),
+                  hparams_callback(str(logdir), {**dataclasses.asdict(stage),
+                                                 "training": dataclasses.asdict(t)})]
         if isinstance(model.output, dict) and "saliency" in model.output:
             split = "validation" if self.count("validation") else "train"
             batch = next(iter(load(self.data, split, batch_size=4)))
@@ -162,50 +163,44 @@ class Run:
                                         batch["heatmap"].numpy()))
         return found
 
-    def train_stage(self, name: str, stage: dict) -> dict:
-        t = self.recipe["training"]
-        roles = {role: self.parts[part] for role, part in stage["parts"].items()}
-        for part in set(stage["parts"].values()):
-            self.parts[part].trainable = part in stage["trainable"]
-        backup = self.stage_dir(name) / "backup" / "training_metadata.json"
+    def train_stage(self, stage: Stage) -> dict:
+        """Trains one stage (see the module docstring); returns its ``done.json`` record."""
+        set_trainable(self.parts, {part: part in stage.trainable
+                                   for part in set(stage.parts.values())})
+        backup = self.stage_dir(stage.name) / "backup" / "training_metadata.json"
         if self.resume and backup.is_file():
-            epoch = json.loads(backup.read_text()).get("epoch", -1) + 1
-            self.echo(f"stage {name}: resuming from its checkpoint after epoch {epoch}")
+            done = json.loads(backup.read_text()).get("epoch", 0)  # epochs completed
+            self.echo(f"stage {stage.name}: resuming from its checkpoint after epoch {done}")
         with self.strategy.scope():
-            model = tasks.training_view(tasks.stage_model(stage["task"], roles), stage["loss"])
-            model.compile(self.optimizer(stage), loss=tasks.losses(stage["loss"], stage),
-                          metrics=tasks.metrics(stage["task"], stage["loss"]),
-                          run_eagerly=stage.get("run_eagerly", t.get("run_eagerly", False)),
-                          jit_compile=t.get("jit_compile", False))
-        balanced = stage.get("batches", "shuffled") == "balanced"
-        train = self.dataset("train", stage["task"], stage["loss"], training=True,
-                             balanced=balanced)
-        global_batch = self.recipe["data"]["batch_size"] * self.strategy.num_replicas_in_sync
-        steps = math.ceil(self.count("train") / global_batch) if balanced else None
+            model = losses.training_view(stage_model(stage, self.parts), stage)
+            model.compile(self.optimizer(stage), loss=losses.keras_losses(stage),
+                          metrics=losses.accuracy_metrics(stage), run_eagerly=stage.run_eagerly,
+                          jit_compile=self.recipe.training.jit_compile)
+        balanced = stage.batches == "balanced"
+        train = self.dataset("train", stage, training=True, balanced=balanced)
+        steps = math.ceil(self.count("train") / self.global_batch(stage)) if balanced else None
         has_val = self.count("validation") > 0
-        val = self.dataset("validation", stage["task"], stage["loss"], training=False) \
-            if has_val else None
+        val = self.dataset("validation", stage, training=False) if has_val else None
         monitor = "val_loss" if has_val else "loss"
-        epochs = stage.get("epochs", t["epochs"])
         started = time.time()
-        history = model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=steps,
-                            callbacks=self.callbacks(name, stage, monitor, model),
+        history = model.fit(train, validation_data=val, epochs=stage.epochs,
+                            steps_per_epoch=steps, callbacks=self.callbacks(stage, monitor, model),
                             verbose=1 if sys.stdout.isatty() else 2)
-        if stage.get("precise_bn_batches", 0):
-            batches = self.dataset("train", stage["task"], stage["loss"], training=True)
-            used = recompute_batchnorm(model, batches.take(stage["precise_bn_batches"]))
-            self.echo(f"stage {name}: BatchNorm statistics recomputed over {used} batches")
+        if stage.precise_bn_batches:
+            batches = self.dataset("train", stage, training=True)
+            used = recompute_batchnorm(model, batches.take(stage.precise_bn_batches))
+            self.echo(f"stage {stage.name}: BatchNorm statistics recomputed over {used} batches")
         record = {"parts": {}, "epochs_run": len(history.history.get("loss", [])),
                   "seconds": round(time.time() - started, 1),
                   "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
-        for part in stage["trainable"]:
-            path = self.stage_dir(name) / "parts" / f"{part}.keras"
+        for part in stage.trainable:
+            path = self.stage_dir(stage.name) / "parts" / f"{part}.keras"
             save_part(self.parts[part], path)
             record["parts"][part] = sha256_file(path)
             publish(path, part_path(self.out, part))
-        partial = self.stage_dir(name) / "done.json.partial"
-        partial.write_text(json.dumps(record, indent=2) + "\n")
-        partial.replace(self.stage_dir(name) / "done.json")  # done only once whole
+        # done only once whole
+        write_text_atomic(self.stage_dir(stage.name) / "done.json",
+                          json.dumps(record, indent=2) + "\n")
         return record
 
     def run(self) -> dict:
@@ -214,23 +209,23 @@ class Run:
                   f"{self.strategy.num_replicas_in_sync} replica(s)")
         self.build_parts()
         results = {}
-        stages = self.enabled_stages()
+        stages = self.recipe.enabled_stages()
         for index, (name, stage) in enumerate(stages.items(), start=1):
-            self.echo(f"== stage {index}/{len(stages)}: {name} ({stage['task']}; trains "
-                      f"{', '.join(stage['trainable']) or 'nothing'}) ==")
+            self.echo(f"== stage {index}/{len(stages)}: {name} ({stage.task}; trains "
+                      f"{', '.join(stage.trainable) or 'nothing'}) ==")
             self.stage_dir(name).mkdir(parents=True, exist_ok=True)
-            results[name] = "skipped" if self.completed(name) else self.train_stage(name, stage)
+            results[name] = "skipped" if self.completed(name) else self.train_stage(stage)
         return results
 
 
-def trace(recipe: dict, data: Path, strategy: str, argv: list[str]) -> dict:
+def trace(recipe: Recipe, data: Path, strategy: str, argv: list[str]) -> dict:
     """What makes a result traceable: recipe, versions, seed, data checksum, command."""
     import keras_hub
     import scipy
 
     import cxrkit
 
-    return {"recipe": recipe, "seed": recipe.get("seed", 0), "strategy": strategy,
+    return {"recipe": recipe.to_dict(), "seed": recipe.seed, "strategy": strategy,
             "command": argv, "data": str(data),
             "data_manifest_sha256": sha256_file(data / "manifest.json"),
             "versions": {"cxrkit": cxrkit.__version__, "tensorflow": tf.__version__,

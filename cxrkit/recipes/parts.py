@@ -1,60 +1,165 @@
 """Recipe parts: ``[parts.<name>]`` tables to Keras models, and their saved files.
 
-Builders (``builder = ...``) and the keys each reads besides ``builder``:
+Builders (``builder = ...``) and the options each takes (a part leaves out what it does not
+change; the defaults are the model functions' own, in :mod:`cxrkit.models`):
 
-- ``densenet_encoder``: ``weights`` ("none", "imagenet" or a local path);
-- ``dense_head``: ``dropout``;
+- ``densenet_encoder``: ``weights`` ("none", "imagenet" or a local path); ``blocks`` (dense
+  layers per block, for a smaller random DenseNet than DenseNet201's 6/12/48/32, e.g. in tests);
+- ``dense_head``: ``encoder`` (the encoder part it classifies; default "densenet"), ``dropout``;
 - ``unet``: ``block`` ("res_se" | "double_conv"), ``filters`` (five widths), ``dual_encoder``
-  (bool), ``multitask`` (bool: the MT-UNet class head);
-- ``fusion``: ``hidden``, ``dropout`` (the decoder width comes from the UNet part named by
-  ``decoder``);
-- ``classifier``: ``model`` (a registry name), ``weights``, ``dropout``.
+  (bool) with ``encoder`` (the encoder part whose block-4 features it takes; default
+  "densenet"), ``multitask`` (bool: the MT-UNet class head);
+- ``fusion``: ``encoder`` and ``decoder`` (the parts whose features it pools; default
+  "densenet" and "unet"), ``hidden``, ``dropout``;
+
+Widths that come from another part (the encoder's feature channels, the decoder's width) are
+read from that part once built.
+- ``classifier``: ``model`` (a registry name, required), ``weights``, ``dropout``.
+
+Register a new builder with ``@BUILDERS.register("name", options={"key": type, ...})`` on a
+function ``(context, **options) -> keras.Model``.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxrkit.models import (
-    MultiTaskUNet,
-    build_classifier,
-    build_dense_head,
-    build_densenet_encoder,
-    build_fusion_head,
-    build_unet,
-)
+from cxrkit.errors import CxrkitError
+from cxrkit.recipes.registry import Registry
 
 
-def _weights(value):
-    return None if value in (None, "none") else value
+@dataclass(frozen=True)
+class Builder:
+    """A registered part builder, the options (name -> type) it accepts, those it requires,
+    and those that name another part (with the name they default to)."""
+
+    build: Callable
+    options: dict = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    references: dict = field(default_factory=dict)
 
 
-def build_part(name: str, spec: dict, parts_spec: dict, input_shape, num_classes: int):
-    """A fresh model for part ``name`` (see the module docstring)."""
-    builder = spec["builder"]
-    if builder == "densenet_encoder":
-        return build_densenet_encoder(input_shape, weights=_weights(spec.get("weights")),
-                                      name=name)
-    if builder == "dense_head":
-        return build_dense_head(num_classes, dropout=spec.get("dropout", 0.0), name=name)
-    if builder == "unet":
-        unet = build_unet(input_shape, filters=tuple(spec.get("filters", (64, 128, 256, 512,
-                                                                           1024))),
-                          block=spec.get("block", "res_se"),
-                          dual_channels=1920 if spec.get("dual_encoder", False) else None,
-                          num_classes=num_classes if spec.get("multitask", False) else None,
-                          name=name)
-        return MultiTaskUNet(unet, name=f"{name}_multitask") if spec.get("multitask") else unet
-    if builder == "fusion":
-        decoder = parts_spec[spec.get("decoder", "unet")]
-        width = decoder.get("filters", (64,))[0]
-        return build_fusion_head(num_classes, decoder_channels=width,
-                                 hidden=spec.get("hidden", 64),
-                                 dropout=spec.get("dropout", 0.25), name=name)
-    return build_classifier(spec["model"], num_classes=num_classes, input_shape=input_shape,
-                            weights=_weights(spec.get("weights")),
-                            dropout=spec.get("dropout", 0.0))
+BUILDERS = Registry("builder", Builder)
+
+
+@dataclass
+class PartContext:
+    """What a builder may use: the part's name, the data's input shape and class count, and
+    ``part(name)``, which returns another part of the recipe (built on first use)."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    part: Callable
+
+
+def check_options(builder: str, options: dict, where: str, parts=()) -> None:
+    """Unknown, missing or mistyped options of a part, or references to parts not among
+    ``parts``; :class:`CxrkitError` naming them."""
+    from cxrkit.recipes.schema import conforms, type_name
+
+    spec = BUILDERS[builder]
+    for key, value in options.items():
+        if key not in spec.options:
+            raise CxrkitError(f"recipe: {where} has unknown option {key!r}; builder {builder!r}"
+                              f" takes {', '.join(spec.options) or 'none'}")
+        if not (conforms(value, spec.options[key]) or (spec.options[key] is list
+                                                        and isinstance(value, list))):
+            raise CxrkitError(f"recipe: {where}.{key} must be {type_name(spec.options[key])}")
+    for key in spec.required:
+        if key not in options:
+            raise CxrkitError(f"recipe: {where} lacks {key!r}")
+    for key, default in spec.references.items():
+        if options.get(key, default) not in parts:
+            raise CxrkitError(f"recipe: {where}.{key} names unknown part "
+                              f"{options.get(key, default)!r}")
+
+
+def _weights(options: dict) -> dict:
+    """``weights = "none"`` is an explicit random initialisation (``weights=None``)."""
+    if "weights" in options:
+        return {**options, "weights": None if options["weights"] == "none" else
+                options["weights"]}
+    return options
+
+
+def _width(ctx: PartContext, part: str, output: str) -> int:
+    """Channels of another part's named output (that part is built first if need be)."""
+    return int(ctx.part(part).output[output].shape[-1])
+
+
+@BUILDERS.register("densenet_encoder", options={"weights": str, "blocks": list})
+def _densenet_encoder(ctx: PartContext, **options):
+    from cxrkit.models import build_densenet_encoder
+
+    return build_densenet_encoder(ctx.input_shape, name=ctx.name, **_weights(options))
+
+
+@BUILDERS.register("dense_head", options={"encoder": str, "dropout": float},
+                   references={"encoder": "densenet"})
+def _dense_head(ctx: PartContext, *, encoder: str = "densenet", **options):
+    from cxrkit.models import build_dense_head
+
+    return build_dense_head(ctx.num_classes, channels=_width(ctx, encoder, "features"),
+                            name=ctx.name, **options)
+
+
+@BUILDERS.register("unet", options={"block": str, "filters": list, "dual_encoder": bool,
+                                    "encoder": str, "multitask": bool})
+def _unet(ctx: PartContext, *, dual_encoder: bool = False, encoder: str = "densenet",
+          multitask: bool = False, **options):
+    from cxrkit.models import MultiTaskUNet, build_unet
+
+    if "filters" in options:
+        options["filters"] = tuple(options["filters"])
+    unet = build_unet(ctx.input_shape,
+                      dual_channels=_width(ctx, encoder, "block4") if dual_encoder else None,
+                      num_classes=ctx.num_classes if multitask else None, name=ctx.name,
+                      **options)
+    return MultiTaskUNet(unet, name=f"{ctx.name}_multitask") if multitask else unet
+
+
+@BUILDERS.register("fusion", options={"encoder": str, "decoder": str, "hidden": int,
+                                      "dropout": float},
+                   references={"encoder": "densenet", "decoder": "unet"})
+def _fusion(ctx: PartContext, *, encoder: str = "densenet", decoder: str = "unet",
+            **options):
+    from cxrkit.models import build_fusion_head
+
+    return build_fusion_head(ctx.num_classes, dense_channels=_width(ctx, encoder, "features"),
+                             decoder_channels=_width(ctx, decoder, "decoder_features"),
+                             name=ctx.name, **options)
+
+
+@BUILDERS.register("classifier", options={"model": str, "weights": str, "dropout": float},
+                   required=("model",))
+def _classifier(ctx: PartContext, *, model: str, **options):
+    from cxrkit.models import build_classifier
+
+    return build_classifier(model, num_classes=ctx.num_classes, input_shape=ctx.input_shape,
+                            **_weights(options))
+
+
+def build_parts(names: list[str], parts: dict, input_shape, num_classes: int) -> dict:
+    """Fresh models for the parts ``names`` (and the parts they depend on), in order."""
+    built: dict = {}
+
+    def part(name: str):
+        if name not in parts:
+            raise CxrkitError(f"recipe: a part refers to part {name!r}, which the recipe "
+                              f"lacks; it has {', '.join(parts)}")
+        if name not in built:
+            spec = parts[name]
+            context = PartContext(name, tuple(input_shape), num_classes, part)
+            built[name] = BUILDERS[spec.builder].build(context, **dict(spec.options))
+        return built[name]
+
+    for name in names:
+        part(name)
+    return built
 
 
 def part_path(out: Path, name: str) -> Path:

@@ -15,7 +15,11 @@ import keras
 
 
 def trainable_batchnorms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    """The BatchNormalization layers of ``model`` that update their statistics in training."""
+    """The BatchNormalization layers of ``model`` that update their statistics in training.
+
+    Layers are found through the public ``Model.layers`` of ``model`` and of every model
+    nested in it (functional parts and keras-hub backbones expose their BatchNorm layers so).
+    """
     found = []
 
     def visit(layer, trainable):
@@ -24,8 +28,9 @@ def trainable_batchnorms(model: keras.Model) -> list[keras.layers.BatchNormaliza
             if trainable:
                 found.append(layer)
             return
-        for child in getattr(layer, "_layers", []):
-            visit(child, trainable)
+        if isinstance(layer, keras.Model):
+            for child in layer.layers:
+                visit(child, trainable)
 
     visit(model, True)
     return found

@@ -1,14 +1,14 @@
 """SavedModel export in the layout TensorFlow Serving watches: ``<to>/<name>/<version>/``.
 
-Signatures (readable names, ``../shared/design.md`` §9):
+Signatures (readable names; docs/serving.md):
 
 - ``serving_default(image: float32 (B, rows, cols, 1))`` — the image preprocessed as in
   training — returns ``probabilities`` (B, K), ``label`` (B,) class names, ``class_names``
   (B, K), ``saliency`` (B, rows, cols, 1; the predicted gaze map of the mlmi2024 network) and
   ``gradcam`` (B, rows, cols; Grad-CAM of the predicted class, for models that classify);
-- ``predict_image_bytes(image_bytes: string (B,))`` — encoded PNG/JPEG, decoded, made
-  grayscale, padded, resized and normalised inside the graph exactly as training did — the
-  same outputs (``egd-cxr`` models; see :mod:`cxrkit.serving.preprocess`).
+- ``predict_image_bytes(image_bytes: string (B,))`` — encoded PNG/JPEG, preprocessed inside
+  the graph by the card's convention (:meth:`~cxrkit.preprocessing.Preprocessing.from_bytes`)
+  — the same outputs; only for conventions with an in-graph path (``egd-cxr``).
 
 Beside the SavedModel, ``assets.extra/cxrkit_card.json`` keeps the model card, and
 ``<to>/models.config`` lists every model under ``<to>`` for serving several at once.
@@ -16,7 +16,6 @@ Beside the SavedModel, ``assets.extra/cxrkit_card.json`` keeps the model card, a
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -24,10 +23,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError
 from cxrkit.explain.cam import cam_model_for, compiled_cam
-from cxrkit.inference import ModelCard, load_model
-from cxrkit.serving.preprocess import egd_from_bytes
+from cxrkit.inference import load_model
 
 CARD_NAME = "cxrkit_card.json"
 
@@ -83,7 +82,8 @@ def guarded(compute, image, rows: int, cols: int) -> dict:
 
 
 def build_archive(model: keras.Model, card: ModelCard) -> keras.export.ExportArchive:
-    """The export archive with both signatures (the bytes one for ``egd-cxr`` models)."""
+    """The export archive: ``serving_default``, and ``predict_image_bytes`` when the card's
+    preprocessing has an in-graph path."""
     rows, cols = card.input_size
     cam = cam_model_for(model) if hasattr(model, "cam_model") else None
     archive = keras.export.ExportArchive()
@@ -91,14 +91,19 @@ def build_archive(model: keras.Model, card: ModelCard) -> keras.export.ExportArc
     if cam is not None:
         archive.track(cam[0])
 
+    # Both signatures call one function, traced once (tracing the model is most of the
+    # export's time).
+    core = tf.function(lambda x: _outputs(model, cam, card, x), input_signature=[
+        tf.TensorSpec((None, rows, cols, 1), tf.float32)])
+
     def serve(image):
-        return guarded(lambda x: _outputs(model, cam, card, x), image, rows, cols)
+        return guarded(core, image, rows, cols)
 
     archive.add_endpoint("serving_default", serve, input_signature=[
         tf.TensorSpec((None, rows, cols, 1), tf.float32, name="image")])
-    if card.dataset == "egd-cxr":
+    if card.preprocessing.serves_bytes:
         def serve_bytes(image_bytes):
-            return _outputs(model, cam, card, egd_from_bytes(image_bytes, (rows, cols)))
+            return core(card.preprocessing.from_bytes(image_bytes))
 
         archive.add_endpoint("predict_image_bytes", serve_bytes, input_signature=[
             tf.TensorSpec((None,), tf.string, name="image_bytes")])
@@ -133,9 +138,7 @@ def export_model(source: str | os.PathLike, name: str, *, version: int | None = 
     build_archive(model, card).write_out(str(partial), verbose=False)
     extra = partial / "assets.extra"
     extra.mkdir(exist_ok=True)
-    (extra / CARD_NAME).write_text(json.dumps({
-        "dataset": card.dataset, "input_size": list(card.input_size),
-        "class_names": list(card.class_names), "task": card.task}, indent=2) + "\n")
+    card.save(extra / CARD_NAME)
     partial.replace(target)
     write_models_config(Path(to))
     return target

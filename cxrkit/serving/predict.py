@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError, InputError
 from cxrkit.explain.overlay import overlay, save_png
-from cxrkit.inference import ModelCard, prepare, read_image
+from cxrkit.preprocessing import read_image
 from cxrkit.serving.export import CARD_NAME
 
 
@@ -31,9 +32,7 @@ def read_card(location: str | os.PathLike) -> ModelCard:
     path = location if location.is_file() else location / "assets.extra" / CARD_NAME
     if not path.is_file():
         raise InputError(location, f"not a cxrkit export (no assets.extra/{CARD_NAME})")
-    data = json.loads(path.read_text())
-    return ModelCard(data["dataset"], tuple(data["input_size"]), tuple(data["class_names"]),
-                     data.get("task", "classifier"))
+    return ModelCard.load(path)
 
 
 def _record(path, probabilities, class_names) -> dict:
@@ -61,6 +60,9 @@ def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
     import tensorflow as tf
 
     saved_model = Path(saved_model)
+    if not (saved_model / "saved_model.pb").is_file():
+        raise InputError(saved_model, "not a SavedModel version folder (no saved_model.pb); "
+                                      "pass saved_models/NAME/VERSION")
     card = read_card(saved_model)
     serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
     out = Path(out) if out else None
@@ -69,7 +71,7 @@ def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
     records = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        images = np.stack([prepare(read_image(p), card) for p in chunk])
+        images = np.stack([card.preprocessing.prepare(read_image(p)) for p in chunk])
         outputs = {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}
         for i, path in enumerate(chunk):
             record = _record(path, outputs["probabilities"][i], card.class_names)
@@ -106,7 +108,7 @@ def predict_server(paths: list, server: str, name: str, *, card: ModelCard | Non
                 raise InputError(path, "a DICOM needs the export's model card (--card) to be "
                                        "preprocessed before it is sent")
             body = {"signature_name": "serving_default",
-                    "instances": [prepare(read_image(path), card).tolist()]}
+                    "instances": [card.preprocessing.prepare(read_image(path)).tolist()]}
         else:
             if not path.is_file():
                 raise InputError(path, "image not found")

@@ -1,8 +1,9 @@
 """Raw EGD-CXR (master sheet, gaze table, MIMIC-CXR DICOMs) to sharded TFRecords.
 
-Per image (``master_sheet.csv`` row): the DICOM at ``<images>/<path>`` is read, padded to the
-target aspect ratio and resampled to ``target`` (640 x 512 by default), intensities min-max
-scaled to [0, 1] per image and stored as an 8-bit PNG. The static gaze heatmap comes from the
+Per image (``master_sheet.csv`` row): the DICOM at ``<images>/<path>`` is read and stored as
+the ``egd-cxr`` convention defines (:class:`cxrkit.preprocessing.EgdCxrPreprocessing`: padded
+to the target aspect ratio, resampled to ``target``, 640 x 512 by default, min-max scaled to
+[0, 1] per image, 8-bit PNG). The static gaze heatmap comes from the
 raw 60 Hz samples (``eye_gaze.csv``, the 2024 study's choice) or from ``fixations.csv``, points
 weighted by count or by fixation duration, blurred with ``sigma`` original pixels (default
 75.5, the study's 501-pixel kernel), mapped with the same pad and resample as the image and
@@ -26,16 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from cxrkit.errors import InputError
-from data_prep.dicom import read_dicom
+from cxrkit.files import sha256_file
+from cxrkit.preprocessing import EgdCxrPreprocessing, read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
-from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap, resample_image
+from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     Converted,
     Encoded,
     png,
     serialize,
-    sha256_file,
     write_manifest,
     write_splits,
 )
@@ -96,7 +97,7 @@ class _Job:
     gaze: Gaze
     weight: str
     sigma: float
-    target: tuple[int, int]
+    preprocessing: EgdCxrPreprocessing
 
 
 def _prepare(job: _Job) -> Encoded | str:
@@ -107,13 +108,14 @@ def _prepare(job: _Job) -> Encoded | str:
         return err.problem
     weights = job.gaze.duration if job.weight == "duration" else None
     try:
-        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights, pixels.shape, target=job.target,
-                            sigma=job.sigma)
+        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights, pixels.shape,
+                            target=job.preprocessing.size, sigma=job.sigma)
     except ValueError as err:
         return str(err)
-    image = np.round(resample_image(pixels, job.target) * 255).astype(np.uint8)
-    heat16 = np.round(heat * 65535).astype(np.uint16)
-    return Encoded(png(image), png(heat16), sha256_file(job.path))
+    scale = job.preprocessing.target_scale
+    heat16 = np.round(heat * scale).astype(job.preprocessing.target_dtype)
+    return Encoded(png(job.preprocessing.record_image(pixels)), png(heat16),
+                   sha256_file(job.path))
 
 
 def _patient_split(patients: list[str], sizes: tuple[int, int],
@@ -169,6 +171,7 @@ def convert_egd_cxr(
         raise ValueError(f"weight must be 'count' or 'duration', got {weight!r}")
     if not os.path.isdir(images):
         raise InputError(images, "image folder (the MIMIC-CXR root) not found")
+    preprocessing = EgdCxrPreprocessing(target)
     skipped = SkipLog(strict)
     try:
         with open(master_sheet, newline="", encoding="utf-8-sig") as handle:
@@ -198,7 +201,7 @@ def convert_egd_cxr(
             continue
         relpath = (row["path"] or "").strip()
         jobs.append(_Job(os.path.join(images, relpath), relpath, gaze[dicom_id], weight,
-                         sigma, target))
+                         sigma, preprocessing))
         meta.append((dicom_id, label, (row["patient_id"] or "").strip()))
 
     kept: dict[str, Converted] = {}
@@ -232,6 +235,7 @@ def convert_egd_cxr(
     manifest = {
         "dataset": "egd-cxr",
         "classes": list(DIAGNOSES),
+        "preprocessing": preprocessing.get_config(),
         "features": {
             "image": {"encoding": "png", "dtype": "uint8", "shape": [rows_, cols_, 1],
                       "values": "min-max scaled per image, x 255"},
@@ -247,8 +251,7 @@ def convert_egd_cxr(
         "parameters": {
             "target": list(target), "sigma": sigma, "weight": weight,
             "gaze_source": gaze_source, "test": test, "val": val, "seed": seed,
-            "shards": shards, "geometry": "zero-pad bottom/right to the target aspect, resample",
-            "normalisation_in_reader": "image / 255, heatmap / 65535",
+            "shards": shards,
         },
         "sources": {
             "master_sheet": {"name": os.path.basename(master_sheet),

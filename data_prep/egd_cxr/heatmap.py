@@ -1,9 +1,10 @@
 """Static gaze heatmaps and the image geometry they share, for the MLMI 2024 study.
 
-Geometry: an original ``(rows, cols)`` image is zero-padded at the bottom / right to the target
-aspect ratio (the study pads to 3200 x 2560 and keeps every fifth pixel to get 640 x 512) and
-resampled to the target size. :func:`resample_image` and :func:`gaze_heatmap` use the same
-mapping, so a fixation on a structure lands on that structure in both.
+Geometry: the ``egd-cxr`` convention's (:class:`cxrkit.preprocessing.Geometry`): an original
+``(rows, cols)`` image is zero-padded at the bottom / right to the target aspect ratio (the
+study pads to 3200 x 2560 and keeps every fifth pixel to get 640 x 512) and resampled to the
+target size. The stored images and :func:`gaze_heatmap` use the same mapping, so a fixation on
+a structure lands on that structure in both.
 
 The study's heatmap recipe (:func:`reference_heatmap`, the MT-UNet code): count gaze samples per
 native pixel, blur with a 501-pixel Gaussian kernel (OpenCV sigma 0, i.e. sigma = 75.5 px),
@@ -16,10 +17,10 @@ correlation with the reference).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
+
+from cxrkit.preprocessing import Geometry, min_max
 
 TARGET = (640, 512)  # rows, cols of the 2024 study's inputs
 STUDY_KERNEL = 501
@@ -31,47 +32,6 @@ def kernel_sigma(ksize: int) -> float:
 
 
 STUDY_SIGMA = kernel_sigma(STUDY_KERNEL)  # 75.5 original pixels
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where an original image lands on the target grid: scale and the covered region."""
-
-    shape: tuple[int, int]
-    target: tuple[int, int]
-
-    @property
-    def scale(self) -> float:
-        rows, cols = self.shape
-        return min(self.target[0] / rows, self.target[1] / cols)
-
-    @property
-    def region(self) -> tuple[int, int]:
-        """Rows and columns of the target grid covered by the image (the rest is padding)."""
-        rows, cols = self.shape
-        return (min(self.target[0], max(1, round(rows * self.scale))),
-                min(self.target[1], max(1, round(cols * self.scale))))
-
-
-def _place(region_map: np.ndarray, target: tuple[int, int]) -> np.ndarray:
-    canvas = np.zeros(target, np.float32)
-    canvas[: region_map.shape[0], : region_map.shape[1]] = region_map
-    return canvas
-
-
-def _min_max(values: np.ndarray) -> np.ndarray:
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros_like(values, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
-
-
-def resample_image(pixels: np.ndarray, target: tuple[int, int] = TARGET) -> np.ndarray:
-    """Pad-and-resample an image to ``target``; float32 in [0, 1] (min-max per image)."""
-    geometry = Geometry(pixels.shape, target)
-    rows, cols = geometry.region
-    small = cv2.resize(pixels.astype(np.float32), (cols, rows), interpolation=cv2.INTER_AREA)
-    return _place(_min_max(small), target)
 
 
 def on_image(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -114,7 +74,7 @@ def gaze_heatmap(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
     grid = grid[:rows, :cols].astype(np.float32)
     blurred = cv2.GaussianBlur(grid, (0, 0), sigma * geometry.scale,
                                borderType=cv2.BORDER_REFLECT_101)
-    return _min_max(_place(blurred, target))
+    return min_max(geometry.place(blurred))
 
 
 def reference_heatmap(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], *,
@@ -136,4 +96,4 @@ def reference_heatmap(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], *,
     rows, cols = geometry.region
     row_index = np.minimum(np.round(np.arange(rows) / geometry.scale).astype(int), shape[0] - 1)
     col_index = np.minimum(np.round(np.arange(cols) / geometry.scale).astype(int), shape[1] - 1)
-    return _min_max(_place(blurred[np.ix_(row_index, col_index)], target))
+    return min_max(geometry.place(blurred[np.ix_(row_index, col_index)]))

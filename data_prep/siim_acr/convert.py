@@ -1,10 +1,11 @@
 """Raw SIIM-ACR (DICOMs + run-length table) to sharded TFRecords, as the MLMI 2023 study used it.
 
-Per image: the DICOM is read (MONOCHROME1 inverted, JPEG Baseline decoded), scaled to 8 bits
-over its own range, equalised with CLAHE (clip limit 2, 8x8 tiles) at native resolution and
-resized to ``size`` (area interpolation); the mask is the union of all the image's run-length
-rows, resized with nearest neighbour. The per-image z-score of the study is left to the reader
-(:func:`cxrkit.data.load`), so records keep viewable 8-bit PNGs.
+Per image: the DICOM is read (MONOCHROME1 inverted, JPEG Baseline decoded) and stored as the
+``siim-acr`` convention defines (:class:`cxrkit.preprocessing.SiimAcrPreprocessing`: 8 bits
+over its own range, CLAHE at native resolution, area resize to ``size``); the mask is the union
+of all the image's run-length rows, resized with nearest neighbour. The per-image z-score of
+the study is the convention's ``normalise``, applied by the reader (:func:`cxrkit.data.load`),
+so records keep viewable 8-bit PNGs.
 
 Selection: ``subset=N`` draws N images, half with a pneumothorax, at random (seeded) from the
 usable ones; an image that fails to decode is replaced by the next of its class. ``"all"`` keeps
@@ -21,11 +22,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from cxrkit.errors import InputError
-from data_prep.dicom import read_dicom
+from cxrkit.files import sha256_file
+from cxrkit.preprocessing import SiimAcrPreprocessing, read_dicom
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     SPLITS,
@@ -33,7 +34,6 @@ from data_prep.records import (
     Encoded,
     png,
     serialize,
-    sha256_file,
     stratified_split,
     write_manifest,
     write_splits,
@@ -43,19 +43,6 @@ from data_prep.siim_acr.rle_csv import read_rle_csv
 
 CLASSES = ("healthy", "pneumothorax")
 STUDY_SPLIT = (5200, 1000, 1000)  # train / validation / test of the 7,200-image subset
-CLAHE_CLIP, CLAHE_TILES = 2.0, 8
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Scale an image to 0-255 over its own range (a constant image becomes all zeros)."""
-    low, high = float(pixels.min()), float(pixels.max())
-    scale = 255.0 / (high - low) if high > low else 0.0
-    return np.round((pixels - low) * scale).astype(np.uint8)
-
-
-def clahe(image: np.ndarray) -> np.ndarray:
-    """Contrast-limited adaptive histogram equalisation with the parameters recorded above."""
-    return cv2.createCLAHE(CLAHE_CLIP, (CLAHE_TILES, CLAHE_TILES)).apply(image)
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,7 @@ class _Job:
     path: str
     source: str  # the path relative to --images, as reported
     regions: tuple[str, ...]
-    size: int
+    preprocessing: SiimAcrPreprocessing
 
 
 def _prepare(job: _Job) -> Encoded | str:
@@ -79,11 +66,9 @@ def _prepare(job: _Job) -> Encoded | str:
             mask |= rle_decode(rle, rows, cols)
         except RLEError as err:
             return f"mask row does not fit the {rows}x{cols} image: {err}"
-    image = cv2.resize(clahe(to_uint8(pixels)), (job.size, job.size),
-                       interpolation=cv2.INTER_AREA)
-    small_mask = cv2.resize(mask.astype(np.uint8) * 255, (job.size, job.size),
-                            interpolation=cv2.INTER_NEAREST)
-    return Encoded(png(image), png(small_mask), sha256_file(job.path))
+    pre = job.preprocessing
+    return Encoded(png(pre.record_image(pixels)), png(pre.record_mask(mask)),
+                   sha256_file(job.path))
 
 
 def parse_split(text: str | None, subset_size: int) -> tuple[float, ...]:
@@ -135,6 +120,7 @@ def convert_siim_acr(
         compression: ``None`` or ``"GZIP"``.
     """
     images, out = Path(images), os.fspath(out)
+    preprocessing = SiimAcrPreprocessing(size)
     if not images.is_dir():
         raise InputError(images, "image folder not found")
     skipped = SkipLog(strict)
@@ -180,7 +166,7 @@ def convert_siim_acr(
         if not wanted:
             break
         jobs = [_Job(str(files[i]), str(files[i].relative_to(images)),
-                     tuple(table.regions[i]), size) for i in wanted]
+                     tuple(table.regions[i]), preprocessing) for i in wanted]
         for image_id, job, result in zip(wanted, jobs, run_jobs(
                 _prepare, jobs, workers=workers, label="SIIM-ACR",
                 show_progress=show_progress), strict=True):
@@ -205,6 +191,7 @@ def convert_siim_acr(
     manifest = {
         "dataset": "siim-acr",
         "classes": list(CLASSES),
+        "preprocessing": preprocessing.get_config(),
         "features": {
             "image": {"encoding": "png", "dtype": "uint8", "shape": [size, size, 1]},
             "mask": {"encoding": "png", "dtype": "uint8", "shape": [size, size, 1],
@@ -218,9 +205,6 @@ def convert_siim_acr(
         "parameters": {
             "size": size, "subset": subset if subset is not None else "all",
             "split_weights": list(weights), "seed": seed, "shards": shards,
-            "clahe": {"clip_limit": CLAHE_CLIP, "tiles": CLAHE_TILES},
-            "resize": "area (image), nearest (mask)",
-            "normalisation_in_reader": "per-image z-score",
         },
         "sources": {
             "rle_csv": {"name": os.path.basename(table.path), "sha256": sha256_file(table.path)},

@@ -1,13 +1,11 @@
-"""In-graph preprocessing for the ``predict_image_bytes`` signature, mirroring training.
+"""TensorFlow ops that repeat the ``egd-cxr`` record path inside a serving graph.
 
-The records of the 2024 study (``egd-cxr``) hold images padded at the bottom/right to the
-target aspect ratio, area-resized, min-max scaled to [0, 1] per image and stored as 8-bit PNG;
-the reader divides by 255. :func:`egd_from_bytes` does the same with TensorFlow ops on a batch
-of encoded PNG/JPEG strings (PNG and JPEG may be mixed; colour images become grayscale).
-
-The 2023 study's ``siim-acr`` records were equalised with CLAHE, which has no TensorFlow op;
-those models export without the bytes signature (clients send preprocessed images to
-``serving_default``, as ``cxrkit predict`` does).
+:func:`egd_from_bytes` decodes a batch of encoded PNG/JPEG strings (mixed formats; colour
+becomes grayscale), then does what :meth:`EgdCxrPreprocessing.record_image` and ``normalise``
+do: scale to fit, OpenCV-``INTER_AREA``-equivalent resize, min-max over the image region,
+zero padding bottom/right, 8-bit quantisation, / 255. JPEG goes through ``decode_jpeg`` with
+the accurate integer DCT, as OpenCV's decoder (``decode_image``'s default fast DCT differs by
+a few grey levels), so the two paths agree within one 8-bit step (tested).
 """
 
 from __future__ import annotations
@@ -15,11 +13,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def _decode(encoded):
-    """One encoded image to a float32 (rows, cols) array (any scale; min-max follows).
-
-    JPEG goes through ``decode_jpeg`` with the accurate integer DCT, which OpenCV uses too
-    (``decode_image``'s default fast DCT differs by a few grey levels)."""
+def decode_gray(encoded):
+    """One encoded PNG/JPEG to a float32 (rows, cols) array (any scale; min-max follows)."""
     def jpeg():
         return tf.cast(tf.io.decode_jpeg(encoded, channels=1, dct_method="INTEGER_ACCURATE"),
                        tf.float32) / 255.0
@@ -42,7 +37,7 @@ def area_weights(n_in, n_out):
     return tf.cast(tf.maximum(overlap, 0.0) / scale, tf.float32)
 
 
-def _resize_area(image, rows, cols):
+def resize_area(image, rows, cols):
     """Area resize of a 2-D image to (rows, cols): box filter when shrinking, bilinear when
     enlarging (as ``cv2.INTER_AREA``)."""
     in_rows, in_cols = tf.shape(image)[0], tf.shape(image)[1]
@@ -60,7 +55,7 @@ def _egd_one(image, target):
     scale = tf.minimum(target[0] / rows, target[1] / cols)
     region_rows = tf.clip_by_value(tf.cast(tf.round(rows * scale), tf.int32), 1, target[0])
     region_cols = tf.clip_by_value(tf.cast(tf.round(cols * scale), tf.int32), 1, target[1])
-    small = _resize_area(image, region_rows, region_cols)
+    small = resize_area(image, region_rows, region_cols)
     low, high = tf.reduce_min(small), tf.reduce_max(small)
     small = tf.where(high > low, (small - low) / tf.where(high > low, high - low, 1.0), 0.0)
     canvas = tf.pad(small, [[0, target[0] - region_rows], [0, target[1] - region_cols]])
@@ -70,5 +65,5 @@ def _egd_one(image, target):
 
 def egd_from_bytes(encoded, target: tuple[int, int]):
     """(B,) encoded PNG/JPEG strings to a (B, rows, cols, 1) float32 batch in [0, 1]."""
-    return tf.map_fn(lambda e: _egd_one(_decode(e), target), encoded,
+    return tf.map_fn(lambda e: _egd_one(decode_gray(e), target), encoded,
                      fn_output_signature=tf.TensorSpec((*target, 1), tf.float32))

@@ -1,4 +1,4 @@
-"""The run report: ``metrics.json``, ``report.md`` and the figures, in the paper's layout.
+"""The MLMI 2024 run report (layout ``mlmi2024``): ``metrics.json``, ``report.md``, figures.
 
 - Table 4.1: per-class one-vs-rest AUC, macro AUC and accuracy for every classification stage.
 - Table 4.2: KL, CC and HS (mean ± std over test images) for every saliency stage, with the
@@ -21,6 +21,7 @@ from cxrkit.explain import grad_cam, grid, overlay, save_png
 from cxrkit.explain.overlay import to_gray_uint8
 from cxrkit.plots import line_chart
 from cxrkit.recipes.evaluate import SALIENCY_METRICS, per_image, summarise
+from cxrkit.recipes.reports.common import trace_summary, write_markdown
 
 
 def _fmt(summary: dict | None) -> str:
@@ -113,36 +114,18 @@ def roc_figure(labels: np.ndarray, probs: np.ndarray, class_names: list[str], ti
                       ylabel="true positive rate", diagonal=True)
 
 
-def trace_summary(trace: dict) -> dict:
-    """The part of a run's trace that goes into ``metrics.json``."""
-    return {k: trace[k] for k in ("seed", "data_manifest_sha256", "versions")}
-
-
-def write_markdown(out: Path, title: str, body: list[str], *, demo_note: str | None,
-                   trace: dict) -> None:
-    """``report.md``: the title, the demo warning first and last, the body, the trace."""
-    warning = [f"> **{demo_note}**", ""] if demo_note else []
-    lines = [f"# {title}", "", *warning, *body,
-             "## Trace", "", f"- seed {trace['seed']}; data manifest sha256 "
-             f"`{trace['data_manifest_sha256']}`",
-             "- versions: " + ", ".join(f"{k} {v}" for k, v in trace["versions"].items()),
-             "- the resolved recipe: `run.json`", "", *warning]
-    (out / "report.md").write_text("\n".join(lines))
-
-
 def _jsonable(results: dict) -> dict:
     keep = ("label", "classification", "saliency")
     return {name: {k: r[k] for k in keep if k in r} for name, r in results.items()}
 
 
-def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: dict,
+def write_report(out: Path, *, results: dict, test: dict, final_model, recipe,
                  class_names: list[str], demo_note: str | None, trace: dict) -> dict:
     """Writes metrics.json, report.md and figures/; returns the metrics document."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    report_cfg = recipe.get("report", {})
-    cls_ref = report_cfg.get("classification_reference")
-    sal_ref = report_cfg.get("saliency_reference")
+    cls_ref = recipe.report.classification_reference or None
+    sal_ref = recipe.report.saliency_reference or None
     tests = paired_tests(results, sal_ref)
     cams, cam_summary = (gradcam_vs_gaze(final_model, test) if hasattr(final_model, "cam_model")
                          else (None, None))
@@ -157,7 +140,7 @@ def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: d
         save_png(figures / "roc_curves.png",
                  roc_figure(test["label"], final["probabilities"], class_names,
                             f"ROC, one vs rest: {final['label']}"))
-    document = {"recipe": recipe.get("name"), "demo": demo_note is not None,
+    document = {"recipe": recipe.name, "demo": demo_note is not None,
                 "test_images": int(len(test["label"])), "stages": _jsonable(results),
                 "paired_ttests_vs_reference": {"reference": sal_ref, "tests": tests},
                 "gradcam_vs_gaze": cam_summary,
@@ -178,6 +161,6 @@ def write_report(out: Path, *, results: dict, test: dict, final_model, recipe: d
               if cam_summary else "(the final model does not classify)", "",
               "## Figures", "", "- `figures/fig_4_2_examples.png` — image, gaze truth, "
               "predicted saliency, Grad-CAM", "- `figures/roc_curves.png` — ROC curves", ""]
-    write_markdown(out, f"{recipe.get('name')} — run report", body, demo_note=demo_note,
+    write_markdown(out, f"{recipe.name} — run report", body, demo_note=demo_note,
                    trace=trace)
     return document

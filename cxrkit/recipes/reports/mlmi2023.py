@@ -1,4 +1,5 @@
-"""The MLMI 2023 run report: Tables 3.1 and 3.2, EHR AUC (Fig. 3.2), ANOVA + Tukey, Fig. 3.1.
+"""The MLMI 2023 run report (layout ``mlmi2023``): Tables 3.1 and 3.2, EHR AUC (Fig. 3.2),
+ANOVA + Tukey, Fig. 3.1.
 
 - Table 3.1: accuracy, precision, recall (support-weighted) and exact ROC AUC per model.
 - Table 3.2: DiffGradCAM mean, std, min and max over the positive test images with a mask.
@@ -19,7 +20,7 @@ import numpy as np
 from cxrkit import metrics
 from cxrkit.explain import comparison_grid, save_png
 from cxrkit.plots import bar_chart
-from cxrkit.recipes.report import trace_summary, write_markdown
+from cxrkit.recipes.reports.common import trace_summary, write_markdown
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -29,8 +30,8 @@ def _stats(values: np.ndarray) -> dict:
             "min": float(values.min()), "max": float(values.max())}
 
 
-def write_report_mlmi2023(out: Path, *, results: dict, test: dict, recipe: dict,
-                          demo_note: str | None, trace: dict, grid_rows: int = 4) -> dict:
+def write_report(out: Path, *, results: dict, test: dict, recipe, demo_note: str | None,
+                 trace: dict, grid_rows: int = 4, **_) -> dict:
     """Writes metrics.json, report.md and figures/ for the Grad-CAM benchmark."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def write_report_mlmi2023(out: Path, *, results: dict, test: dict, recipe: dict,
         save_png(figures / "fig_3_1_gradcam.png", comparison_grid(
             test["image"][chosen], heatmaps, masks=test["mask"][chosen, ..., 0]))
 
-    document = {"recipe": recipe.get("name"), "demo": demo_note is not None,
+    document = {"recipe": recipe.name, "demo": demo_note is not None,
                 "test_images": int(len(test["label"])),
                 "positive_test_images_with_mask": int(max((s["n"] for s in table_32.values()),
                                                           default=0)),
@@ -83,6 +84,6 @@ def write_report_mlmi2023(out: Path, *, results: dict, test: dict, recipe: dict,
               "(needs at least two models with two or more scored images)", "",
               "## Figures", "", "- `figures/fig_3_1_gradcam.png` — Grad-CAM per model, mask "
               "outlined in green", "- `figures/fig_3_2_ehr_auc.png` — EHR AUC per model", ""]
-    write_markdown(out, f"{recipe.get('name')} — Grad-CAM reliability benchmark", body,
+    write_markdown(out, f"{recipe.name} — Grad-CAM reliability benchmark", body,
                    demo_note=demo_note, trace=trace)
     return document

@@ -1,4 +1,4 @@
-"""Reading chest radiograph DICOMs into plain pixel arrays.
+"""Raw image files (DICOM, PNG, JPEG) to plain grayscale pixel arrays.
 
 :func:`read_dicom` returns pixels in the MONOCHROME2 sense (higher = brighter = denser) in
 modality units: MONOCHROME1 images are inverted over their stored value range, then the
@@ -12,7 +12,9 @@ accession number, ...) is returned, so none can reach a record, a log or a repor
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -75,3 +77,23 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
     if slope != 1.0 or intercept != 0.0:
         pixels = pixels * np.float32(slope) + np.float32(intercept)
     return pixels
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A DICOM, PNG or JPEG file as a float32 (rows, cols) grayscale image.
+
+    DICOMs go through :func:`read_dicom`; PNG/JPEG keep their bit depth (8 or 16) and colour
+    images become grayscale (OpenCV's BGR/BGRA weights).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "image not found")
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return read_dicom(path)
+    pixels = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise InputError(path, "not a readable PNG/JPEG/DICOM image")
+    if pixels.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if pixels.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        pixels = cv2.cvtColor(pixels, code)
+    return pixels.astype(np.float32)

@@ -1,0 +1,61 @@
+"""The test suite's wall time against a fixed calibration workload, and the ratio of the two.
+
+Machines of our kind differ up to 4x in speed, so a time goal ("the suite runs in at most 6
+minutes on the slow 2-core machine") is checked as a ratio: the suite's wall time divided by the
+calibration — one compiled DenseNet201 forward pass on 16 images at 224 px (best of 5 after a
+warm-up) — which took 1.64 s on the slow machine. The suite meets the goal there when the ratio
+is at most 360 / 1.64 = 220 (a projection: Python-bound work such as graph tracing slows down
+more than the calibration's matrix work on slow machines, so leave a margin).
+
+    python benchmarks/bench_suite.py [-- PYTEST ARGS]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from timing import best_time
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW_MACHINE_CALIBRATION_S = 1.64
+GOAL_S = 360.0
+
+
+def calibration() -> float:
+    """Seconds of one compiled DenseNet201 forward pass on 16 images at 224 px."""
+    import numpy as np
+    import tensorflow as tf
+
+    from cxrkit.models import build_backbone
+
+    model = build_backbone("densenet201", image_size=224)
+    forward = tf.function(lambda x: model(x, training=False))
+    images = tf.constant(np.random.default_rng(0).random((16, 224, 224, 3), "float32"))
+    return best_time(lambda: forward(images).numpy(), 5, warmup=True)
+
+
+def main() -> None:
+    pytest_args = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    calibrate = calibration()
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             *pytest_args], cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            capture_output=True, text=True)
+    suite = time.perf_counter() - start
+    summary = [line for line in result.stdout.splitlines() if " passed" in line or
+               " failed" in line][-1:]
+    ratio = suite / calibrate
+    print(f"calibration (DenseNet201 forward, 16 x 224 px): {calibrate:.3f} s")
+    print(f"test suite: {suite:.1f} s ({summary[0] if summary else 'no summary'}; "
+          f"exit {result.returncode})")
+    print(f"ratio: {ratio:.0f} (goal <= {GOAL_S / SLOW_MACHINE_CALIBRATION_S:.0f}); "
+          f"projected on the slow machine: {ratio * SLOW_MACHINE_CALIBRATION_S / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""``cxrkit recipe run`` end to end, on a records folder: train, evaluate, save, export, report.
+
+:func:`run_recipe` takes a resolved :class:`~cxrkit.recipes.schema.Recipe` and a folder of
+converted records (the command line makes the demo records first when no ``--data`` is given;
+this package never generates data). It checks the run folder (:func:`check_out`), records the
+trace (``run.json``), trains the enabled stages (:mod:`cxrkit.recipes.engine`), evaluates them
+on the test split (:mod:`cxrkit.recipes.evaluate`), saves the final model with its model card,
+exports it for TensorFlow Serving when the recipe has an ``[export]`` name, and writes the
+report of the recipe's layout (:mod:`cxrkit.recipes.reports`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cxrkit.errors import CxrkitError
+from cxrkit.recipes.config import without_enabled
+from cxrkit.recipes.schema import Recipe
+
+
+def demo_note(recipe: Recipe) -> str:
+    """The warning a demo run prints first and last, and its report repeats."""
+    return (f"This run used SYNTHETIC phantom data (the {recipe.name} demo profile), not "
+            f"real X-rays: its numbers say nothing about the study. For the real data, "
+            f"convert it with `cxrkit data {recipe.data.dataset} ... --out RECORDS_DIR` and "
+            "pass `--data RECORDS_DIR` (see docs/recipes.md).")
+
+
+def check_out(out: Path, recipe: Recipe, resume: bool) -> None:
+    """Refuses a run folder that holds another run, or a resume with a changed recipe."""
+    saved = out / "run.json"
+    if saved.is_file() and not resume:
+        raise CxrkitError(f"{out}: already holds a run; pass --resume to continue it or "
+                          "choose another --out")
+    if resume and saved.is_file():
+        before = json.loads(saved.read_text())["recipe"]
+        if without_enabled(before) != without_enabled(json.loads(json.dumps(
+                recipe.to_dict()))):
+            raise CxrkitError(f"{out}: --resume with a different recipe than the run started "
+                              "with (compare run.json); use a new --out. Only the set of "
+                              "stages (--models) may change.")
+
+
+def _write_trace(out: Path, recipe: Recipe, data: Path, strategy: str, resume: bool) -> dict:
+    from cxrkit.recipes import engine
+
+    trace = engine.trace(recipe, data, strategy, sys.argv)
+    if resume and (out / "run.json").is_file():  # keep the original, log each resumption
+        first = json.loads((out / "run.json").read_text())
+        if first["data_manifest_sha256"] != trace["data_manifest_sha256"]:
+            raise CxrkitError(f"{data}: the records changed since the run in {out} started "
+                              "(manifest checksum differs); use a new --out")
+        first.setdefault("resumed", []).append({k: trace[k] for k in (
+            "started", "command", "versions")} | {"stages": list(recipe.enabled_stages())})
+        trace = first
+    (out / "run.json").write_text(json.dumps(trace, indent=2) + "\n")
+    return trace
+
+
+def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: bool = False,
+               strategy: str = "default", demo: bool = False, echo=print) -> dict:
+    """Runs ``recipe`` on the records in ``data`` into ``out``; returns the metrics document.
+
+    ``demo`` marks a run on phantom data: its report and its closing line say so (the
+    command line also says so before it generates the data).
+    """
+    import keras
+
+    from cxrkit.card import ModelCard, card_path
+    from cxrkit.recipes import engine
+    from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
+    from cxrkit.recipes.reports import REPORTS
+    from cxrkit.recipes.tasks import TASKS, stage_model
+
+    data, out = Path(data), Path(out)
+    note = demo_note(recipe) if demo else None
+    check_out(out, recipe, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    if recipe.training.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    trace = _write_trace(out, recipe, data, strategy, resume)
+    echo(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
+    run.run()
+
+    echo("== evaluating on the test split ==")
+    test = load_test_split(data)
+    stages = recipe.enabled_stages()
+    results = {name: evaluate_stage(stage, run.parts, test, run.class_names)
+               for name, stage in stages.items() if stage.evaluate != "none"}
+    reference = recipe.report.classification_reference
+    final = stages[reference] if reference in stages else list(stages.values())[-1]
+    final_model = stage_model(final, run.parts)
+    final_model.save(out / "model.keras")
+    ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task
+              ).save(card_path(out / "model.keras"))
+    if recipe.export.name and final.name == reference:
+        from cxrkit.serving import export_model
+
+        folder = export_model(out, recipe.export.name, to=out / "saved_models")
+        echo(f"SavedModel for TensorFlow Serving: {folder}")
+    document = REPORTS[recipe.report.layout](
+        out, results=results, test=test, final_model=final_model, recipe=recipe,
+        class_names=run.class_names, demo_note=note, trace=trace)
+    echo(f"report: {out / 'report.md'}; metrics: {out / 'metrics.json'}; "
+         f"model: {out / 'model.keras'}")
+    if note:
+        echo(note)
+    return document
