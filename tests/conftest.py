@@ -1,6 +1,10 @@
 """Shared fixtures, built once per session: the read-only real samples (skipped when absent),
-small phantom sets, a small CNN trained on phantom SIIM-ACR, and one run of the mlmi2024 demo
-recipe (shared by the recipe, resume, strategy and serving tests)."""
+small phantom sets, a small CNN trained on phantom SIIM-ACR, converted demo-size EGD-CXR
+records, and one run of the mlmi2024 demo recipe.
+
+The suite runs on two pytest-xdist workers with ``--dist loadfile`` (pyproject.toml): a file's
+tests run on one worker, so a fixture shared within a file is built once; the expensive ones
+are each used by one file."""
 
 from __future__ import annotations
 
@@ -96,6 +100,21 @@ def quiet_env() -> dict:
 
 def sets(items) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="session")
+def egd_records(tmp_path_factory):
+    """The demo's phantom EGD-CXR set at test size, converted once: a records folder for the
+    recipe runs that pass --data (resume, strategies)."""
+    from data_prep.egd_cxr.convert import convert_egd_cxr
+    from data_prep.phantom.egd_cxr import generate_egd_cxr
+
+    raw = tmp_path_factory.mktemp("egd_records_raw")
+    generate_egd_cxr(raw, n=36, size=96, seed=0)
+    out = tmp_path_factory.mktemp("egd_records")
+    convert_egd_cxr(raw / "master_sheet.csv", raw / "eye_gaze.csv", raw, out, target=(32, 32),
+                    sigma=3.0, test=9, val=6, seed=0)
+    return out
 
 
 @pytest.fixture(scope="session")

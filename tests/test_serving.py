@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from cxrkit.card import ModelCard, card_path
 from cxrkit.cli import cli
 from cxrkit.errors import CxrkitError
-from cxrkit.models import build_classifier
+from cxrkit.models import GazeDiagnosisNet, build_classifier, build_parts
 from cxrkit.preprocessing import EgdCxrPreprocessing, SiimAcrPreprocessing, read_image
 from cxrkit.serving import export_model, predict_local
 
@@ -37,23 +37,27 @@ def _softmax(z):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, mlmi2024_run):
-    """The mlmi2024 demo run's network and export (32 x 32, trained by the recipe), and a
-    ResNet18 classifier saved with an egd-cxr card and exported here."""
-    import cxrkit.models  # noqa: F401  (registers the layers for loading)
-
-    run, _ = mlmi2024_run
+def exported(tmp_path_factory):
+    """A briefly trained mlmi2024 network (DenseNet of one layer per block, narrow UNet) and a
+    ResNet18 classifier, each saved with an egd-cxr card and exported."""
     root = tmp_path_factory.mktemp("serving")
     keras.utils.set_random_seed(0)
+    parts = build_parts((*SIZE, 1), unet_filters=(8, 16, 32, 64, 128),
+                        densenet_blocks=[1, 1, 1, 1])
+    net = GazeDiagnosisNet(parts["densenet"], parts["unet"], parts["fusion"])
+    x = np.random.default_rng(0).random((4, *SIZE, 1), dtype="float32")
+    net.compile("adam", loss={"logits": keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True)}, run_eagerly=True)
+    net.train_on_batch(x, {"logits": np.array([0, 1, 2, 0])})
     classifier = build_classifier("resnet18", num_classes=3, input_shape=(*SIZE, 1))
-    (root / "resnet18").mkdir()
-    classifier.save(root / "resnet18" / "model.keras")
-    ModelCard(EgdCxrPreprocessing(SIZE), EGD).save(card_path(root / "resnet18" / "model.keras"))
-    models = {"mlmi2024": keras.saving.load_model(run / "model.keras"),
-              "resnet18": classifier}
-    folders = {"mlmi2024": run / "saved_models" / "mlmi2024" / "1",
-               "resnet18": export_model(root / "resnet18", "resnet18",
-                                        to=root / "saved_models")}
+    models = {"mlmi2024": net, "resnet18": classifier}
+    folders = {}
+    for name, model in models.items():
+        (root / name).mkdir()
+        model.save(root / name / "model.keras")
+        ModelCard(EgdCxrPreprocessing(SIZE), EGD, task="mlmi2024" if name == "mlmi2024" else
+                  "classifier").save(card_path(root / name / "model.keras"))
+        folders[name] = export_model(root / name, name, to=root / "saved_models")
     return root, models, folders
 
 
@@ -87,13 +91,11 @@ def _reference_gradcam(model, x: np.ndarray) -> np.ndarray:
 
 def test_layout_versions_and_models_config(exported):
     root, _, folders = exported
-    assert folders["resnet18"] == root / "saved_models" / "resnet18" / "1"
-    recipe_config = (folders["mlmi2024"].parents[1] / "models.config").read_text()
-    assert "name: 'mlmi2024'" in recipe_config
+    assert folders["mlmi2024"] == root / "saved_models" / "mlmi2024" / "1"
     again = export_model(root / "resnet18", "resnet18", to=root / "saved_models")
     assert again.name == "2"
     config = (root / "saved_models" / "models.config").read_text()
-    assert "name: 'resnet18'" in config and "base_path: '/models/resnet18'" in config
+    assert "name: 'mlmi2024'" in config and "base_path: '/models/resnet18'" in config
     with pytest.raises(CxrkitError, match="version 1 exists"):
         export_model(root / "resnet18", "resnet18", version=1, to=root / "saved_models")
 

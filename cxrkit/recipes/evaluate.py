@@ -105,6 +105,7 @@ def evaluate_stage(stage, parts: dict, test: dict, class_names: list[str]) -> di
     from cxrkit.recipes.tasks import stage_model
 
     model = stage_model(stage, parts)
+    model.run_eagerly = stage.run_eagerly  # as the stage trained: no graph to trace
     outputs = model.predict(test["image"], batch_size=16, verbose=0)
     if not isinstance(outputs, dict):
         outputs = {"logits": outputs}

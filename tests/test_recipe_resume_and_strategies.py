@@ -1,0 +1,89 @@
+"""Recipe runs on demo-size EGD-CXR records (--data): a killed run resumes in its interrupted
+stage, and a stage trains under MirroredStrategy and MultiWorkerMirroredStrategy."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from conftest import cxrkit_command, quiet_env, sets
+
+
+def test_killed_run_resumes_in_the_interrupted_stage(egd_records, tmp_path):
+    """Two small stages on demo-size records: killed in the second, resumed with --resume.
+    The finished stage is skipped untouched; the second continues from its last epoch."""
+    records = egd_records
+    out = tmp_path / "run"
+    command = cxrkit_command(
+        "recipe", "run", "mlmi2024-demo", "--data", str(records), "--out", str(out),
+        "--models", "unet_s,res_se_unet",
+        *sets(["data.batch_size=6", "stages.unet_s.epochs=1", "stages.res_se_unet.epochs=8",
+               "training.early_stopping_patience=0", "training.reduce_lr_patience=0",
+               "training.run_eagerly=true"]))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=quiet_env())
+    metadata = out / "stages" / "res_se_unet" / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 600
+    while not metadata.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert metadata.is_file(), "the run never reached its second stage"
+    assert not (out / "stages" / "res_se_unet" / "done.json").exists()
+    finished = out / "stages" / "unet_s" / "parts" / "unet_s.keras"
+    before = finished.read_bytes()
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True,
+                             env=quiet_env(), timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "stage unet_s: done (artifacts verified), skipped" in resumed.stdout
+    match = re.search(r"stage res_se_unet: resuming from its checkpoint after epoch (\d+)",
+                      resumed.stdout)
+    assert match, resumed.stdout[-2000:]
+    after_epoch = int(match.group(1))
+    assert 1 <= after_epoch < 8
+    assert finished.read_bytes() == before
+    done = json.loads((out / "stages" / "res_se_unet" / "done.json").read_text())
+    assert done["epochs_run"] == 8 - after_epoch  # only the remaining epochs ran
+    trace = json.loads((out / "run.json").read_text())
+    assert trace["resumed"][0]["stages"] == ["unet_s", "res_se_unet"]
+    document = json.loads((out / "metrics.json").read_text())
+    assert set(document["stages"]) == {"unet_s", "res_se_unet"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("strategy", "replicas"), [("mirrored", 2), ("multi-worker", 1)])
+def test_distribution_strategies(strategy, replicas, egd_records, tmp_path):
+    """One small stage under MirroredStrategy on the CPU split into two logical devices, and
+    under MultiWorkerMirroredStrategy with a single-worker TF_CONFIG."""
+    records = egd_records
+    extra = ["--cpu-devices", "2"] if strategy == "mirrored" else []
+    command = cxrkit_command("recipe", "run", "mlmi2024-demo", "--data", str(records),
+                             "--out", str(tmp_path / "run"), "--models", "unet_s",
+                             "--strategy", strategy, *extra,
+                             *sets(["data.batch_size=6", "stages.unet_s.epochs=1",
+                                    "parts.densenet.blocks=[1, 1, 1, 1]"]))
+    env = quiet_env()
+    if strategy == "multi-worker":
+        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{_free_port()}"]},
+                                       "task": {"type": "worker", "index": 0}})
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("strategy: "))
+    assert line.startswith(f"strategy: {strategy} (") and f", {replicas} replica(s)" in line
+    done = json.loads((tmp_path / "run" / "stages" / "unet_s" / "done.json").read_text())
+    assert np.isfinite(done["history"]["loss"]).all()
+    document = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert document["stages"]["unet_s"]["saliency"]["kl"]["mean"] > 0
