@@ -28,12 +28,19 @@ def test_killed_run_resumes_in_the_interrupted_stage(egd_records, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=quiet_env())
     metadata = out / "stages" / "res_se_unet" / "backup" / "training_metadata.json"
+
+    def checkpointed() -> bool:  # an epoch's checkpoint is whole once its metadata parses
+        try:
+            return json.loads(metadata.read_text())["epoch"] >= 1
+        except (OSError, ValueError, KeyError):
+            return False
+
     deadline = time.monotonic() + 600
-    while not metadata.is_file() and process.poll() is None and time.monotonic() < deadline:
+    while not checkpointed() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert metadata.is_file(), "the run never reached its second stage"
+    assert checkpointed(), "the run never reached its second stage"
     assert not (out / "stages" / "res_se_unet" / "done.json").exists()
     finished = out / "stages" / "unet_s" / "parts" / "unet_s.keras"
     before = finished.read_bytes()
