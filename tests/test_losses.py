@@ -68,3 +68,21 @@ def test_saliency_kl_matches_numpy_and_is_zero_for_equal_maps():
     # hand-worked: Q = (1/2, 1/2, 0, 0), P uniform -> KL = log 2
     q2 = np.array([[1.0, 1.0, 0.0, 0.0]], dtype="float32")
     assert float(SaliencyKL()(q2, np.ones_like(q2))) == pytest.approx(np.log(2.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["all", "hard"])
+def test_losses_compute_the_same_inside_a_traced_graph(strategy):
+    """What a compiled training step computes: the losses traced by ``tf.function``."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(8, 5)).astype("float32")
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    loss = TripletLoss(margin=1.0, strategy=strategy)
+    want = (_numpy_triplets if strategy == "all" else _numpy_hard)(emb, labels, 1.0)
+    assert float(tf.function(loss)(labels, emb)) == pytest.approx(want, rel=1e-5)
+    gaze = rng.random((2, 6, 6, 1)).astype("float32")
+    pred = rng.random((2, 6, 6, 1)).astype("float32")
+    pred /= pred.sum(axis=(1, 2, 3), keepdims=True)
+    kl = SaliencyKL()
+    assert float(tf.function(kl)(gaze, pred)) == pytest.approx(float(kl(gaze, pred)), rel=1e-6)

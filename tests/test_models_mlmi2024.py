@@ -145,12 +145,18 @@ def test_single_encoder_unets_and_mt_unet(block, batch, tmp_path):
             loss = mt.compute_loss(images, targets, mt(images, training=False))
         return tape.gradient(loss, mt.trainable_variables)
 
+    # the same loss inside a traced graph, as a compiled training step computes it
+    graph_loss = tf.function(lambda images, targets: mt.compute_loss(images, targets,
+                                                                     mt(images)))
+    assert float(graph_loss(x, target)) == pytest.approx(want, rel=1e-5)
     doubled = {k: np.concatenate([v, v]) for k, v in target.items()}
     for once, twice in zip(gradients(x, target), gradients(np.concatenate([x, x]), doubled),
                            strict=True):
         np.testing.assert_allclose(np.asarray(twice), np.asarray(once), rtol=1e-4, atol=1e-7)
     mt.compile(keras.optimizers.Adam(1e-2), run_eagerly=True)
-    mt.train_on_batch(x, target)
+    before = mt.log_vars.numpy().copy()
+    assert np.isfinite(mt.train_on_batch(x, target))
+    assert not np.allclose(mt.log_vars.numpy(), before)
     out = mt.predict(x, verbose=0)
     np.testing.assert_allclose(out["saliency"].sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
     mt.save(tmp_path / "mt.keras")
