@@ -66,8 +66,7 @@ def check_options(builder: str, options: dict, where: str, parts=()) -> None:
         if key not in spec.options:
             raise CxrkitError(f"recipe: {where} has unknown option {key!r}; builder {builder!r}"
                               f" takes {', '.join(spec.options) or 'none'}")
-        if not (conforms(value, spec.options[key]) or (spec.options[key] is list
-                                                        and isinstance(value, list))):
+        if not conforms(value, spec.options[key]):
             raise CxrkitError(f"recipe: {where}.{key} must be {type_name(spec.options[key])}")
     for key in spec.required:
         if key not in options:
