@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import small_cnn
 
 from cxrkit.explain import comparison_grid, grad_cam, outline, overlay
 from cxrkit.metrics import diff_gradcam
@@ -14,7 +13,14 @@ from cxrkit.models import build_classifier
 
 
 def _small_cnn(classes=3, size=32):
-    return small_cnn(classes, size)
+    """A 3-layer CNN whose last convolution is named ``target`` (the Grad-CAM layer)."""
+    keras.utils.set_random_seed(0)
+    image = keras.Input((size, size, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(image)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="target")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(image, keras.layers.Dense(classes, name="logits")(x))
 
 
 def _reference(features, head, x, cls, method):
