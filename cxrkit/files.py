@@ -1,10 +1,15 @@
-"""File helpers the converters and the recipe engine share: checksums and atomic writes."""
+"""File helpers the converters, the reader and the recipe engine share: checksums, atomic
+writes, and the names of a record folder's shards."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
+
+# ``<split>-00000-of-000NN.tfrecord[.gz]``: every shard a conversion writes (docs/data.md).
+SHARD_NAME = re.compile(r"(train|validation|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -3,12 +3,17 @@
 Contract of an output folder (docs/data.md, "Converting to TFRecords"):
 
 * ``<split>-00000-of-000NN.tfrecord`` shards (``.tfrecord.gz`` with GZIP), one
-  ``tf.train.Example`` per image, examples in a fixed order, so the same inputs and seed give
-  byte-identical shards;
+  ``tf.train.Example`` per image, examples in a fixed order and serialized deterministically
+  (features in key order), so the same inputs and seed give byte-identical shards whatever
+  the number of worker processes;
 * ``manifest.json`` beside them: dataset, feature spec, counts per split and class, shard
-  names, parameters, source checksums, tool version and the skipped inputs with their reasons;
-* atomic writing: every file is written under a temporary name and renamed when complete, and
-  leftovers of an interrupted run are removed by the next run, so a rerun is always safe.
+  names with their sizes and SHA-256 (the reader reads those files only, and refuses a folder
+  whose shards do not match), parameters, source checksums, tool version and the skipped
+  inputs with their reasons;
+* atomic writing: every file is written under a temporary name and renamed when complete; a
+  conversion first removes the previous manifest (an interrupted one then leaves no manifest
+  that could vouch for a mix of old and new shards) and, once its own shards are written,
+  every shard it did not write; it refuses a folder holding files cxrkit did not write.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cxrkit import __version__
+from cxrkit.errors import InputError
+from cxrkit.files import SHARD_NAME, sha256_file
 
 PARTIAL = ".partial"
 MANIFEST = "manifest.json"
@@ -56,6 +63,16 @@ class Converted:
     source: str  # path relative to the image root, as reported in the manifest
     encoded: Encoded
     patient_id: str = ""
+
+
+MAX_SIDE = 4096  # largest stored image side: 4x the SIIM-ACR images, above any study's input
+
+
+def check_size(option: str, *sides: int) -> None:
+    """Refuse stored image sides outside 16..MAX_SIDE (a huge one would only exhaust memory)."""
+    for side in sides:
+        if not 16 <= side <= MAX_SIDE:
+            raise InputError(option, f"image side {side} is outside 16..{MAX_SIDE} pixels")
 
 
 def allocate(total: int, weights: Sequence[float]) -> list[int]:
@@ -105,20 +122,33 @@ def shard_name(split: str, index: int, count: int, compression: str | None) -> s
     return f"{split}-{index:05d}-of-{count:05d}{suffix}"
 
 
-def clear_partials(out: str) -> None:
-    """Remove what an interrupted run left under temporary names."""
+def is_ours(name: str) -> bool:
+    """A file name a conversion writes: a shard, the manifest, or a temporary of either."""
+    name = name.removesuffix(PARTIAL)
+    return name == MANIFEST or SHARD_NAME.fullmatch(name) is not None
+
+
+def prepare_out(out: str) -> None:
+    """Make ``out`` ready for a conversion (see the module docstring).
+
+    Raises:
+        InputError: ``out`` holds files or folders that a conversion did not write.
+    """
+    os.makedirs(out, exist_ok=True)
+    foreign = sorted(name for name in os.listdir(out) if not is_ours(name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise InputError(out, f"holds {len(foreign)} entries a conversion did not write "
+                              f"({shown}); convert into an empty or new folder")
     for name in os.listdir(out):
-        if name.endswith(PARTIAL):
+        if name == MANIFEST or name.endswith(PARTIAL):
             os.remove(os.path.join(out, name))
 
 
 def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int | None,
                  compression: str | None) -> list[str]:
-    """Write the serialized examples of one split, in order, as contiguous runs over shards.
-
-    Returns the shard file names. Stale shards of the same split from an earlier run with a
-    different shard count are removed once the new ones are in place.
-    """
+    """Write the serialized examples of one split, in order, as contiguous runs over shards;
+    returns the shard file names."""
     import tensorflow as tf
 
     count = shard_count(len(examples), shards)
@@ -132,22 +162,20 @@ def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int
             for example in examples[start:stop]:
                 writer.write(example)
         os.replace(temporary, final)
-    for name in os.listdir(out):
-        if name.startswith(f"{split}-") and ".tfrecord" in name and name not in names:
-            os.remove(os.path.join(out, name))
     return names
 
 
 def write_splits(out: str, members: Mapping[str, Sequence], example: Callable[[object], bytes],
                  label: Callable[[object], int], classes: Sequence[str], *,
-                 shards: int | None, compression: str | None) -> tuple[dict, dict]:
-    """Write every split's examples; returns (counts per split and class, shard names).
+                 shards: int | None, compression: str | None) -> tuple[dict, dict, dict]:
+    """Write every split's examples; returns (counts per split and class, shard names per
+    split, ``{shard name: {"bytes", "sha256"}}``).
 
     ``members[split]`` lists the split's items in record order; ``example(item)`` serializes
-    one and ``label(item)`` gives its class index.
+    one and ``label(item)`` gives its class index. Shards of an earlier conversion that this
+    one did not write are removed at the end.
     """
-    os.makedirs(out, exist_ok=True)
-    clear_partials(out)
+    prepare_out(out)
     counts, names = {}, {}
     for split in SPLITS:
         items = members[split]
@@ -156,7 +184,17 @@ def write_splits(out: str, members: Mapping[str, Sequence], example: Callable[[o
         labels = [label(i) for i in items]
         counts[split] = {"total": len(items),
                          **{name: labels.count(c) for c, name in enumerate(classes)}}
-    return counts, names
+    written = {name for split in SPLITS for name in names[split]}
+    for name in os.listdir(out):
+        if SHARD_NAME.fullmatch(name) and name not in written:
+            os.remove(os.path.join(out, name))
+    checksums = {name: shard_checksum(os.path.join(out, name)) for name in sorted(written)}
+    return counts, names, checksums
+
+
+def shard_checksum(path: str) -> dict:
+    """What the manifest records of a shard: its size in bytes and its SHA-256."""
+    return {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
 def write_manifest(out: str, manifest: Mapping) -> str:
@@ -200,4 +238,7 @@ def serialize(features: Mapping[str, object]) -> bytes:
         key: int64_feature(value) if isinstance(value, int | np.integer) else bytes_feature(value)
         for key, value in features.items()
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True writes the feature map in key order; without it the order (and so the
+    # shard bytes) can differ between two runs that hold the same data.
+    message = tf.train.Example(features=tf.train.Features(feature=feature))
+    return message.SerializeToString(deterministic=True)

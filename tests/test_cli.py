@@ -1,6 +1,7 @@
 """The cxrkit command line: version, help everywhere, demo data, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,17 +67,24 @@ def test_dicom_info_prints_json_without_patient_fields(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 50])
 def test_bad_input_is_one_line_naming_the_file(tmp_path, content):
+    """dicom-info reads on past a bad file: it gets a JSON line with its problem, the good
+    file its sizes, and the command ends with one error line and status 1."""
+    CliRunner().invoke(cli, ["data", "demo", "siim-acr", "--out", str(tmp_path / "ok"),
+                             "--n", "1", "--size", "40"])
+    good = str(next((tmp_path / "ok").rglob("*.dcm")))
     bad = tmp_path / "broken.dcm"
     bad.write_bytes(content)
     result = subprocess.run(
         [sys.executable, "-c", "from cxrkit.cli import main; main()", "data", "dicom-info",
-         str(bad)],
+         str(bad), good],
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"Error: {bad}: ")
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["file"] == str(bad) and "DICOM" in first["error"]
+    assert second["file"] == good and second["rows"] == 40
+    assert result.stderr.strip() == "Error: 1 of 2 file(s) could not be read"
 
 
 def test_unwritable_output_is_one_line(tmp_path):
@@ -86,3 +94,19 @@ def test_unwritable_output_is_one_line(tmp_path):
                                       str(blocker / "sub"), "--n", "1", "--size", "32"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith(f"Error: {Path(blocker)}")
+
+
+def test_errors_after_tensorflow_starts_are_still_one_line(tmp_path):
+    """`predict` imports TensorFlow before it finds the folder is no export: TensorFlow's
+    start-up lines (CUDA probe, oneDNN notice) stay hidden, the error is the only line."""
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "CXRKIT_VERBOSE")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from cxrkit.cli import main; main()", "predict", "--model",
+         str(tmp_path), str(image)], capture_output=True, text=True, check=False, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {tmp_path}: not a SavedModel version folder (no saved_model.pb); pass "
+        "saved_models/NAME/VERSION"]

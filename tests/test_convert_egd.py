@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from cxrkit.errors import InputError
 from cxrkit.preprocessing import Geometry
 from data_prep.egd_cxr.convert import convert_egd_cxr
 from data_prep.egd_cxr.heatmap import gaze_heatmap
@@ -122,3 +123,81 @@ def test_bad_rows_are_skipped_and_nothing_identifying_leaks(egd_phantom, tmp_pat
     blob = b"".join(p.read_bytes() for p in (tmp_path / "out").iterdir())
     for planted in (b"PHANTOM^EGD", b"ACC5X", b"19010101"):
         assert planted not in blob
+
+
+def _rewrite_gaze(path: Path, change) -> None:
+    """Apply ``change(row, index)`` (in place, or return None to drop) to every gaze row."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [row for i, row in enumerate(rows) if change(row, i) is not False]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+def test_bad_gaze_values_are_dropped_and_counted(egd_phantom, tmp_path):
+    """NaN or negative durations and non-numeric coordinates never reach a heatmap: they are
+    dropped with a count per image, and an image left without usable gaze is skipped."""
+    src, items = egd_phantom
+    raw = tmp_path / "raw"
+    shutil.copytree(src, raw)
+    first, second = items[0].dicom_id, items[1].dicom_id
+    poisoned = {"count": 0}
+
+    def change(row, index):
+        if row["DICOM_ID"] == first and index % 3 == 0:
+            row["FPOGD"] = ("nan", "-0.5", "inf")[poisoned["count"] % 3]
+            poisoned["count"] += 1
+        elif row["DICOM_ID"] == second:
+            row["X_ORIGINAL"] = "n/a"
+    _rewrite_gaze(raw / "eye_gaze.csv", change)
+    clean = _convert(src, tmp_path / "clean", weight="duration")
+    manifest = _convert(raw, tmp_path / "out", weight="duration")
+    dropped = manifest["gaze_rows_dropped"]
+    assert dropped["per_image"][first] == poisoned["count"] > 0
+    assert dropped["total"] == poisoned["count"] + dropped["per_image"][second]
+    skipped = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    assert any(second in reason and "gaze rows" in reason and "unusable" in reason
+               for reason in skipped.values())
+    _, before = _examples(tmp_path / "clean")
+    _, after = _examples(tmp_path / "out")
+    assert second not in after and first in after
+    # The image with poisoned rows keeps a heatmap from its good rows: close to the clean one.
+    a = before[first][1]["heatmap"].numpy().ravel()
+    b = after[first][1]["heatmap"].numpy().ravel()
+    assert b.max() == pytest.approx(1.0, abs=1e-4) and np.corrcoef(a, b)[0, 1] > 0.9
+    assert clean["gaze_rows_dropped"]["total"] == 0
+
+
+def test_hostile_tables_and_paths(egd_phantom, tmp_path):
+    """A Latin-1 master sheet and a binary gaze table are one InputError naming the file; a
+    master-sheet path that leaves --images is refused and listed."""
+    src, items = egd_phantom
+    raw = tmp_path / "raw"
+    shutil.copytree(src, raw)
+    sheet = raw / "master_sheet.csv"
+    original = sheet.read_bytes()
+    sheet.write_bytes(original.replace(b"Normal", "Normal\u00e9".encode("latin-1"), 1))
+    with pytest.raises(InputError, match=r"master_sheet\.csv: the master sheet is not UTF-8"):
+        _convert(raw, tmp_path / "a")
+    sheet.write_bytes(original)
+    gaze = raw / "fixations.csv"
+    gaze.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(InputError, match=r"fixations\.csv: the gaze table is not UTF-8"):
+        _convert(raw, tmp_path / "b", gaze="fixations.csv")
+    with open(sheet, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, list(reader)
+    outside = tmp_path / "elsewhere.dcm"
+    shutil.copy(raw / rows[0]["path"], outside)
+    rows[0]["path"] = "../elsewhere.dcm"
+    assert (raw / rows[0]["path"]).resolve() == outside.resolve()
+    with open(sheet, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    manifest = _convert(raw, tmp_path / "c")
+    reasons = [s["reason"] for s in manifest["skipped"]]
+    assert any("leaves the --images folder" in r for r in reasons), reasons

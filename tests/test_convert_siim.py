@@ -11,8 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from pydicom.uid import SecondaryCaptureImageStorage
+
 from cxrkit.errors import InputError
 from cxrkit.preprocessing import read_dicom
+from data_prep.phantom.dicom_writer import write_dicom
 from data_prep.siim_acr.convert import convert_siim_acr, parse_split
 
 tf = pytest.importorskip("tensorflow")
@@ -102,8 +105,9 @@ def _broken_copy(src, dst):
     files = sorted(Path(dst).rglob("*.dcm"))
     files[0].write_bytes(files[0].read_bytes()[:400])  # truncated
     files[1].unlink()  # row without image
-    stray = files[2].parent / "1.2.3.4.5.dcm"  # image without row
-    shutil.copy(files[2], stray)
+    write_dicom(files[2].parent / "stray.dcm", np.zeros((40, 40), np.uint8),  # no row
+                sop_class_uid=SecondaryCaptureImageStorage, sop_instance_uid="1.2.3.4.5")
+    cv2.imwrite(str(Path(dst) / "9.8.7.png"), np.zeros((40, 40), np.uint8))  # no row
     with open(Path(dst) / "train-rle.csv", "a") as table:
         table.write(f"{files[3].stem}, 1 2 3\n")  # malformed row
     return files
@@ -116,8 +120,12 @@ def test_bad_inputs_are_skipped_and_listed(siim_phantom, tmp_path):
     reasons = {s["source"]: s["reason"] for s in manifest["skipped"]}
     text = json.dumps(manifest["skipped"])
     assert "truncated" in text and files[0].name in text
-    assert f"{files[1].stem}" in text and "no DICOM found" in text
-    assert any("1.2.3.4.5.dcm" in s and "unknown label" in r for s, r in reasons.items())
+    # Rows without a file are counted, not listed: the deleted image's and the truncated one's
+    # (whose id cannot be read back from its header).
+    assert files[1].stem not in text and manifest["absent_images"]["count"] == 2
+    assert any(s.endswith("stray.dcm") and "1.2.3.4.5 has no row" in r and "unknown label" in r
+               for s, r in reasons.items())
+    assert reasons["9.8.7.png"] == "image id 9.8.7 has no row in the mask table (unknown label)"
     assert "odd count" in text
     assert sum(c["total"] for c in manifest["counts"].values()) == 12 - 3
 
@@ -136,30 +144,29 @@ def test_strict_cli_stops_with_one_line(siim_phantom, tmp_path):
 
 
 def test_real_samples(realdata, tmp_path):
+    """The real negative DICOM and its MONOCHROME1 twin (same SOPInstanceUID, so converted
+    one at a time): the twin's record is the preprocessing of 255 - the original."""
     original = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819"
-    raw = tmp_path / "images"  # the real DICOM and its MONOCHROME1 twin, nothing else
-    raw.mkdir()
-    for name in (f"{original}.dcm", "Fake_MONOHR1.dcm"):
-        shutil.copyfile(realdata / "siim-acr" / name, raw / name)
     table = tmp_path / "rle.csv"
     sample = (realdata / "siim-acr" / "train-rle-sample.csv").read_text(encoding="utf-8-sig")
-    table.write_text(sample.rstrip("\n") + f"\n{original}, -1\nFake_MONOHR1, -1\n")
-    manifest = convert_siim_acr(raw, table, tmp_path / "out", size=64, subset=None,
-                                split="1,0,0")
-    skipped = [s["source"] for s in manifest["skipped"]]
-    assert len(skipped) == 10 and all("no DICOM found" in s["reason"]
-                                      for s in manifest["skipped"])
-    examples = {e["image_id"].numpy().decode(): e for e in load(tmp_path / "out", "train")}
-    assert set(examples) == {original, "Fake_MONOHR1"}
-    for e in examples.values():
-        assert int(e["label"]) == 0 and not e["mask"].numpy().any()
-    # The twin holds the original's stored values under MONOCHROME1, so it is converted as
-    # the inverted picture: its record is the preprocessing of 255 - original.
-    inverted = 255.0 - read_dicom(raw / f"{original}.dcm")
+    table.write_text(sample.rstrip("\n") + f"\n{original}, -1\n")
+    records = {}
+    for name in (f"{original}.dcm", "Fake_MONOHR1.dcm"):
+        raw = tmp_path / name / "images"
+        raw.mkdir(parents=True)
+        shutil.copyfile(realdata / "siim-acr" / name, raw / name)
+        manifest = convert_siim_acr(raw, table, tmp_path / name / "out", size=64, subset=None,
+                                    split="1,0,0")
+        assert manifest["skipped"] == [] and manifest["absent_images"]["count"] == 10
+        (example,) = load(tmp_path / name / "out", "train")
+        assert example["image_id"].numpy().decode() == original
+        assert int(example["label"]) == 0 and not example["mask"].numpy().any()
+        records[name] = example["image"].numpy()[..., 0]
+    inverted = 255.0 - read_dicom(realdata / "siim-acr" / f"{original}.dcm")
     scaled = np.round((inverted - inverted.min()) * 255 / np.ptp(inverted)).astype(np.uint8)
     equalised = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(scaled)
     expected = cv2.resize(equalised, (64, 64), interpolation=cv2.INTER_AREA).astype(float)
     expected = (expected - expected.mean()) / expected.std()
-    twin = examples["Fake_MONOHR1"]["image"].numpy()[..., 0]
+    twin = records["Fake_MONOHR1.dcm"]
     np.testing.assert_allclose(twin, expected, atol=1e-4)
-    assert np.corrcoef(twin.ravel(), examples[original]["image"].numpy().ravel())[0, 1] < -0.9
+    assert np.corrcoef(twin.ravel(), records[f"{original}.dcm"].ravel())[0, 1] < -0.9

@@ -86,3 +86,65 @@ def test_real_siim_jpeg_baseline_and_its_monochrome1_twin(realdata):
     assert original.min() >= 0 and original.max() <= 255
     assert 100 < original.mean() < 220  # a real, mostly bright MONOCHROME2 radiograph
     np.testing.assert_array_equal(twin, 255.0 - original)
+
+
+def _patched(tmp_path, name, old: bytes, new: bytes, **attributes):
+    """A valid file whose bytes ``old`` (one element, tag to value) are replaced by ``new``."""
+    path = _write(tmp_path / "valid.dcm", _gradient(), attributes=attributes)
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    target = tmp_path / name
+    target.write_bytes(data.replace(old, new))
+    return target
+
+
+FRAMES = b"\x28\x00\x08\x00IS\x02\x001 "  # (0028,0008) NumberOfFrames IS "1 "
+SLOPE = b"\x28\x00\x53\x10DS\x02\x002 "  # (0028,1053) RescaleSlope DS "2 "
+
+
+@pytest.mark.parametrize(("old", "new", "attributes", "problem"), [
+    (FRAMES, FRAMES[:8] + b"AB", {"NumberOfFrames": "1"}, "NumberOfFrames"),
+    (SLOPE, SLOPE[:8] + b"ab", {"RescaleSlope": "2"}, "RescaleSlope"),
+    (FRAMES, FRAMES[:4] + b"\x43\x14" + FRAMES[6:], {"NumberOfFrames": "1"},
+     "Unknown Value Representation"),
+    (FRAMES, FRAMES[:6] + b"\xff\x7f" + FRAMES[8:], {"NumberOfFrames": "1"}, "truncated"),
+])
+def test_header_values_that_do_not_parse_are_the_files_problem(tmp_path, old, new, attributes,
+                                                               problem):
+    """Letters in a number, an unknown VR and an element longer than the file: one InputError
+    naming the file, never pydicom's own exception."""
+    path = _patched(tmp_path, "odd.dcm", old, new, **attributes)
+    with pytest.raises(InputError, match=rf"odd\.dcm: .*{problem}"):
+        read_dicom(path)
+
+
+@pytest.mark.parametrize("kind", ["real", "phantom"])
+def test_fuzzed_files_read_or_raise_the_input_error(request, tmp_path, kind):
+    """300 copies of a DICOM with random bytes changed (fixed seed): every read returns an image
+    or raises InputError. A real SIIM-ACR file (skipped without ../shared/realdata) and a
+    phantom JPEG Baseline file of the same layout."""
+    if kind == "real":
+        source = request.getfixturevalue("realdata") / "siim-acr" / REAL_NEGATIVE
+    else:
+        source = _write(tmp_path / "phantom.dcm", _gradient(), jpeg_quality=90,
+                        attributes={"PatientName": "Doe^Jane", "NumberOfFrames": "1"})
+    original = source.read_bytes()
+    header = original.find(b"\xe0\x7f\x10\x00") + 64  # up to the start of the pixels
+    rng = np.random.default_rng(20261201)
+    outcomes = {"image": 0, "InputError": 0}
+    target = tmp_path / "fuzzed.dcm"
+    for _ in range(300):
+        data = bytearray(original)
+        for _ in range(rng.integers(1, 9)):
+            where = rng.integers(0, header) if rng.random() < 0.9 else rng.integers(len(data))
+            data[where] = rng.integers(0, 256)
+        target.write_bytes(bytes(data))
+        try:
+            pixels = read_dicom(target)
+        except InputError as err:
+            assert str(err).startswith(f"{target}: ") and "\n" not in str(err)
+            outcomes["InputError"] += 1
+        else:
+            assert pixels.ndim == 2 and pixels.dtype == np.float32
+            outcomes["image"] += 1
+    assert outcomes["InputError"] > 50 and outcomes["image"] > 50, outcomes

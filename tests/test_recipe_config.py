@@ -50,13 +50,13 @@ def test_overrides_are_typed_and_checked():
     recipe = load_recipe("mlmi2024")
     out = apply_overrides(recipe, ["stages.saliency.epochs=5", "training.learning_rate=3e-4",
                                    "parts.unet.filters=[8, 16, 32, 64, 128]",
-                                   "stages.unet_s.enabled=false", "training.reduce_lr_factor=1",
+                                   "stages.unet_s.enabled=false", "training.min_learning_rate=0",
                                    "stages.fusion.batch_size=6", "parts.unet_s.multitask=true"])
     assert out["stages"]["saliency"]["epochs"] == 5
     assert out["training"]["learning_rate"] == pytest.approx(3e-4)
     assert out["parts"]["unet"]["filters"] == [8, 16, 32, 64, 128]
     assert out["stages"]["unet_s"]["enabled"] is False
-    assert isinstance(out["training"]["reduce_lr_factor"], float)
+    assert isinstance(out["training"]["min_learning_rate"], float)
     assert "epochs" not in recipe["stages"]["saliency"]  # the input is left alone
     typed = parse(out)
     assert typed.stages["saliency"].epochs == 5 and typed.stages["fusion"].batch_size == 6
@@ -83,6 +83,11 @@ def test_overrides_are_typed_and_checked():
     ("data.batch_size=0", "data.batch_size must be positive"),
     ("stages.fusion.batch_size=-2", "stages.fusion.batch_size must be positive"),
     ("stages.fusion.epochs=0", "stages.fusion.epochs must be positive"),
+    ("training.learning_rate=nan", "training.learning_rate must be positive, got nan"),
+    ("training.reduce_lr_patience=-1", "reduce_lr_patience must be 0 \\(off\\) or more"),
+    ("training.reduce_lr_factor=1.5", "reduce_lr_factor must be in \\(0, 1\\)"),
+    ("training.beta_1=1.0", "beta_1 must be in \\[0, 1\\)"),
+    ("stages.triplet.margin=-1.0", "stages.triplet.margin must be positive"),
     ('stages.saliency.optimizer="rmsprop"', "optimizer must be one of adam, sgd"),
     ('stages.saliency.parts={unet = "unet", classifier = "unet_s"}', "no role 'classifier'"),
     ('report.saliency_reference="nope"', "names unknown stage 'nope'"),

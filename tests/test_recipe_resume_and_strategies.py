@@ -96,3 +96,25 @@ def test_distribution_strategies(strategy, replicas, egd_records, tmp_path):
     assert np.isfinite(done["history"]["loss"]).all()
     document = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert document["stages"]["unet_s"]["saliency"]["kl"]["mean"] > 0
+
+
+def test_a_run_that_failed_before_any_stage_restarts_cleanly(egd_records, tmp_path):
+    """A missing weights file ends the run before its first stage; the same command again
+    starts afresh instead of refusing the folder, and a run with progress is still kept."""
+    out = tmp_path / "run"
+    command = cxrkit_command("recipe", "run", "mlmi2024-demo", "--data", str(egd_records),
+                             "--out", str(out), "--models", "triplet",
+                             *sets(["parts.densenet.weights=/absent/densenet.weights.h5"]))
+    first = subprocess.run(command, capture_output=True, text=True, env=quiet_env())
+    assert first.returncode == 1 and (out / "run.json").is_file()
+    assert first.stderr.strip().splitlines()[-1] == (
+        "Error: /absent/densenet.weights.h5: weights not found (expected a keras-hub preset "
+        "directory or a .weights.h5 file)")
+    again = subprocess.run(command, capture_output=True, text=True, env=quiet_env())
+    assert again.returncode == 1 and "already holds a run" not in again.stderr
+    assert f"{out}: the run there stopped before any stage finished; starting it afresh" \
+        in again.stdout
+    (out / "stages" / "triplet").mkdir(parents=True)
+    (out / "stages" / "triplet" / "done.json").write_text("{}")
+    refused = subprocess.run(command, capture_output=True, text=True, env=quiet_env())
+    assert refused.returncode == 1 and "already holds a run; pass --resume" in refused.stderr

@@ -66,9 +66,18 @@ def test_full_mask_and_last_pixel():
         ("1 2 3", "odd count"),
         ("1 -2", "negative"),
         ("4 3", "past the 2x3 image"),
-        ("1 x", "not an integer"),
+        ("1 x", "not a plain non-negative decimal integer"),
         ("", "empty"),
-        ("1.5 2", "not an integer"),
+        ("1.5 2", "not a plain non-negative decimal integer"),
+        ("1 --", "not a plain"),
+        ("1 \u00b2", "not a plain"),  # superscript two: str.isdigit() says yes
+        ("1 \u0663", "not a plain"),  # Arabic-Indic three: int() accepts it
+        ("1_000 2", "not a plain"),  # int() accepts it as 1000
+        ("+1 2", "not a plain"),
+        ("1 99999999999999999999", "larger than any image"),
+        ("1 9223372036854775808", "larger than any image"),  # past int64
+        ("2 0", "length 0"),  # an annotated row with an empty mask
+        ("0 1 3 0", "run 2 has length 0"),
     ],
 )
 def test_malformed_strings_are_rejected(text, message):

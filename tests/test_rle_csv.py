@@ -45,8 +45,24 @@ def test_unknown_header_and_missing_file(tmp_path):
     path.write_text("a,b\nx,1 2\n")
     with pytest.raises(InputError, match="unrecognised header"):
         read_rle_csv(path)
-    with pytest.raises(InputError, match="cannot open"):
+    with pytest.raises(InputError, match="cannot read the mask table"):
         read_rle_csv(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("ImageId,EncodedPixels\na,-1\nb,\"1 2\nc,-1\n" + "x" * 140_000 + "\n",
+     "not well-formed CSV: field larger than field limit.*unterminated quote"),
+    ("ImageId,EncodedPixels\na,-1\nb\xe9,-1\n".encode("latin-1"), "not UTF-8 text"),
+    (bytes(range(256)) * 4, "not UTF-8 text"),
+])
+def test_tables_that_are_not_utf8_csv_are_one_error(tmp_path, content, problem):
+    path = tmp_path / "t.csv"
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=rf"t\.csv: the mask table is {problem}"):
+        read_rle_csv(path)
 
 
 def test_real_sample_table(realdata):

@@ -267,6 +267,11 @@ def test_predict_names_malformed_cards_and_folders_that_are_not_exports(exported
         result = CliRunner().invoke(cli, ["predict", str(image), *args])
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert f"Error: {card}: model card is not valid JSON" in result.output
+    shutil.copy(folders["resnet18"] / "assets.extra" / "cxrkit_card.json", card)
+    shutil.rmtree(copy / "variables")
+    result = CliRunner().invoke(cli, ["predict", str(image), "--model", str(copy)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(f"Error: {copy}: cannot load the SavedModel")
     (copy / "saved_model.pb").unlink()
     result = CliRunner().invoke(cli, ["predict", str(image), "--model", str(copy)])
     assert result.exit_code == 1

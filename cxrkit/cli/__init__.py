@@ -16,6 +16,7 @@ from cxrkit import __version__
 from cxrkit.cli.data import data
 from cxrkit.cli.explain import explain
 from cxrkit.cli.models import models
+from cxrkit.cli.quiet import quiet_tensorflow
 from cxrkit.cli.recipe import recipe
 from cxrkit.cli.serving import export, predict
 from cxrkit.errors import CxrkitError
@@ -34,13 +35,16 @@ class _Cli(click.Group):
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cxrkit")
-def cli() -> None:
+@click.option("--verbose", is_flag=True,
+              help="Show TensorFlow's own log lines (hidden by default; see cxrkit.cli.quiet).")
+def cli(verbose: bool) -> None:
     """Interpretable chest X-ray diagnosis with Keras 3 and TensorFlow.
 
     Prepare SIIM-ACR and EGD-CXR data, train and compare the models of the MLMI 2023 Grad-CAM
     benchmark and the MLMI 2024 gaze-guided three-stage network, judge explanations, and
     export models for TensorFlow Serving.
     """
+    quiet_tensorflow(verbose)
 
 
 for group in (data, models, explain, recipe, export, predict):
@@ -49,5 +53,4 @@ for group in (data, models, explain, recipe, export, predict):
 
 def main() -> None:
     """Console-script entry point."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
     cli(prog_name="cxrkit")

@@ -50,6 +50,14 @@ def _report(manifest: dict, out: str) -> None:
         by_class = ", ".join(f"{v} {k}" for k, v in count.items() if k != "total")
         click.echo(f"{split}: {count['total']} images ({by_class})")
     click.echo(f"wrote {out}/manifest.json")
+    absent = manifest.get("absent_images", {}).get("count", 0)
+    if absent:
+        click.echo(f"{absent} image(s) of the mask table have no file under --images: not "
+                   "converted (counted in manifest.json)")
+    dropped = manifest.get("gaze_rows_dropped", {}).get("total", 0)
+    if dropped:
+        click.echo(f"dropped {dropped} gaze row(s) with unusable values (counted per image "
+                   "in manifest.json)")
     if not skipped:
         click.echo("skipped: none")
         return
@@ -62,7 +70,8 @@ def _report(manifest: dict, out: str) -> None:
 
 @data.command("siim-acr")
 @click.option("--images", required=True, type=click.Path(),
-              help="Folder of SIIM-ACR DICOMs (searched at any depth).")
+              help="Folder of SIIM-ACR DICOMs and/or <ImageId>.png|jpg conversions "
+                   "(searched at any depth).")
 @click.option("--rle", "rle_csv", required=True, type=click.Path(),
               help="The mask table (train-rle.csv or stage_2_train.csv).")
 @click.option("--size", type=click.IntRange(min=16), default=224, show_default=True,
@@ -191,16 +200,27 @@ def dicom_info(files: tuple[str, ...]) -> None:
     """Decode DICOM FILES and print one JSON line each: size and pixel range.
 
     A quick check that real files (JPEG Baseline SIIM-ACR images, MONOCHROME1 images) decode
-    with the installed pydicom / pylibjpeg. No patient attribute is printed.
+    with the installed pydicom / pylibjpeg. A file that does not decode gets a line with its
+    problem ({"file": ..., "error": ...}) and the others are still read; the exit status is 1
+    when any failed. No patient attribute is printed.
     """
     import json
 
+    from cxrkit.errors import InputError
     from cxrkit.preprocessing import read_dicom
 
+    failed = 0
     for path in files:
-        pixels = read_dicom(path)
+        try:
+            pixels = read_dicom(path)
+        except InputError as err:
+            failed += 1
+            click.echo(json.dumps({"file": path, "error": err.problem}))
+            continue
         click.echo(json.dumps({
             "file": path, "rows": pixels.shape[0], "columns": pixels.shape[1],
             "min": float(pixels.min()), "max": float(pixels.max()),
             "mean": round(float(pixels.mean()), 4),
         }))
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} file(s) could not be read")

@@ -53,3 +53,32 @@ def describe(name: str, input_size: str, as_json: bool) -> None:
                 click.echo(f"  {k}: {v}")
         else:
             click.echo(f"{key}: {value}")
+
+
+@models.command("check-weights")
+@click.argument("weights", type=click.Path())
+@click.option("--model", "name", required=True,
+              help="The backbone the weights are for, e.g. resnet18 or densenet201.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def check_weights(weights: str, name: str, as_json: bool) -> None:
+    """Load WEIGHTS (a keras-hub preset folder or a .weights.h5 file) into backbone --model
+    and report how many of its variables they set. Exit status 1 unless all are set and the
+    preset's architecture is the model's."""
+    from cxrkit.models.weights_check import check_weights as check
+
+    report = check(name, weights)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"{name} <- {weights}: {report['covered']} of {report['variables']} "
+                   f"variables set ({report['coverage']:.1%})")
+        for difference in report["architecture_differences"]:
+            click.echo(f"  architecture differs: {difference}")
+        if report["layers_missing"]:
+            shown = ", ".join(report["layers_missing"][:10])
+            more = len(report["layers_missing"]) - 10
+            click.echo(f"  layers the weights do not set: {shown}"
+                       + (f" ... and {more} more" if more > 0 else ""))
+    if not report["ok"]:
+        raise click.ClickException(f"{weights}: does not fully cover {name}; a run would train "
+                                   "from partly random weights")

@@ -68,7 +68,6 @@ def run(name, data, out, overrides, stages, resume, strategy, cpu_devices) -> No
 
     Without --data it runs the recipe's demo profile on phantom data it generates first.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pathlib import Path
 
     from cxrkit.recipes import check_out, demo_note, resolve, run_recipe
@@ -77,7 +76,9 @@ def run(name, data, out, overrides, stages, resume, strategy, cpu_devices) -> No
     demo = data is None
     plan = resolve(name, overrides, demo=demo, stages=stages)  # bad input fails before work
     out = Path(out or Path("runs") / plan.name)
-    check_out(out, plan, resume)
+    restart = check_out(out, plan, resume)  # bad input fails before any work
+    if restart:
+        click.echo(restart)
     if cpu_devices:
         _split_cpu(cpu_devices)
     if demo:

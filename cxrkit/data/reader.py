@@ -7,6 +7,7 @@ target (mask or heatmap) and ``id_features`` the id strings each example carries
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import os
 import tensorflow as tf
 
 from cxrkit.errors import CxrkitError, InputError
+from cxrkit.files import SHARD_NAME, sha256_file
 from cxrkit.preprocessing import Preprocessing, from_config
 
 
@@ -28,8 +30,8 @@ def read_manifest(directory: str | os.PathLike) -> dict:
                                "`cxrkit data siim-acr|egd-cxr`?") from None
     except json.JSONDecodeError as err:
         raise InputError(path, f"manifest is not valid JSON ({err.msg})") from None
-    missing = [k for k in ("preprocessing", "features", "shards", "counts", "classes")
-               if k not in manifest]
+    missing = [k for k in ("preprocessing", "features", "shards", "shard_checksums", "counts",
+                           "classes") if k not in manifest]
     if missing:
         raise InputError(path, f"manifest lacks {', '.join(missing)} (written by an older "
                                "cxrkit? convert the data again)")
@@ -38,6 +40,42 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     except CxrkitError as err:
         raise InputError(path, str(err)) from None
     return manifest
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, size: int, modified_ns: int) -> str:
+    """A file's SHA-256, computed once per process for a given size and modification time."""
+    return sha256_file(path)
+
+
+def verified_shards(directory: str | os.PathLike, manifest: dict, split: str) -> list[str]:
+    """The paths of ``split``'s shards, after checking the folder against the manifest.
+
+    Refuses (``InputError`` naming the file) a shard the manifest lists that is missing or
+    whose size or SHA-256 differs from the manifest's, and any shard file in the folder that
+    the manifest does not list: records of two conversions are never read as one.
+    """
+    directory = os.fspath(directory)
+    listed = {name for names in manifest["shards"].values() for name in names}
+    for name in sorted(os.listdir(directory)):
+        if SHARD_NAME.fullmatch(name) and name not in listed:
+            raise InputError(os.path.join(directory, name),
+                             "shard is not listed in manifest.json (left by another "
+                             "conversion?); convert into an empty folder")
+    paths = []
+    for name in manifest["shards"][split]:
+        path = os.path.join(directory, name)
+        expected = manifest["shard_checksums"].get(name)
+        if not os.path.isfile(path):
+            raise InputError(path, "shard listed in manifest.json is missing")
+        stat = os.stat(path)
+        if expected is None or stat.st_size != expected["bytes"] or _sha256(
+                path, stat.st_size, stat.st_mtime_ns) != expected["sha256"]:
+            raise InputError(path, "shard does not match the checksum in manifest.json "
+                                   "(changed or rewritten since the conversion); convert "
+                                   "the data again")
+        paths.append(path)
+    return paths
 
 
 def preprocessing_of(manifest: dict) -> Preprocessing:
@@ -173,10 +211,7 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
     names = manifest["shards"][split]
     if not names:
         raise InputError(directory, f"split {split!r} holds no images")
-    files = [os.path.join(os.fspath(directory), name) for name in names]
-    for path in files:
-        if not os.path.exists(path):
-            raise InputError(path, "shard listed in manifest.json is missing")
+    files = verified_shards(directory, manifest, split)
     compression = manifest.get("compression") or ""
     seed = 0 if seed is None else seed
     shard_ds = tf.data.Dataset.from_tensor_slices(files)

@@ -21,9 +21,15 @@ the TensorFlow methods import it when called.
 from cxrkit.preprocessing.base import PREPROCESSING, Preprocessing, from_config, register
 from cxrkit.preprocessing.egd_cxr import EgdCxrPreprocessing, Geometry
 from cxrkit.preprocessing.intensity import clahe, min_max, to_uint8
-from cxrkit.preprocessing.raw_files import read_dicom, read_image
+from cxrkit.preprocessing.raw_files import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    read_dicom,
+    read_dicom_uid,
+    read_image,
+)
 from cxrkit.preprocessing.siim_acr import SiimAcrPreprocessing
 
-__all__ = ["PREPROCESSING", "EgdCxrPreprocessing", "Geometry", "Preprocessing",
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "PREPROCESSING", "EgdCxrPreprocessing", "Geometry", "Preprocessing",
            "SiimAcrPreprocessing", "clahe", "from_config", "min_max", "read_dicom",
-           "read_image", "register", "to_uint8"]
+           "read_dicom_uid", "read_image", "register", "to_uint8"]

@@ -12,6 +12,7 @@ report of the recipe's layout (:mod:`cxrkit.recipes.reports`).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,12 +29,35 @@ def demo_note(recipe: Recipe) -> str:
             "pass `--data RECORDS_DIR` (see docs/recipes.md).")
 
 
-def check_out(out: Path, recipe: Recipe, resume: bool) -> None:
-    """Refuses a run folder that holds another run, or a resume with a changed recipe."""
+def has_progress(out: Path) -> bool:
+    """True when a run in ``out`` finished a stage or checkpointed an epoch of one."""
+    stages = out / "stages"
+    return any(stages.glob("*/done.json")) or any(stages.glob("*/backup/*"))
+
+
+LEFTOVERS = ("run.json", "stages", "parts", "tensorboard")
+
+
+def check_out(out: Path, recipe: Recipe, resume: bool) -> str | None:
+    """Refuses a run folder that holds another run, or a resume with a changed recipe.
+
+    A run that stopped before it finished or checkpointed anything (bad records, a missing
+    weights file) holds nothing worth resuming: its leftovers are cleared and the run starts
+    afresh. Returns a line that says so, else ``None``.
+    """
     saved = out / "run.json"
     if saved.is_file() and not resume:
-        raise CxrkitError(f"{out}: already holds a run; pass --resume to continue it or "
-                          "choose another --out")
+        if has_progress(out):
+            raise CxrkitError(f"{out}: already holds a run; pass --resume to continue it or "
+                              "choose another --out")
+        for name in LEFTOVERS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return (f"{out}: the run there stopped before any stage finished; starting it "
+                "afresh")
     if resume and saved.is_file():
         before = json.loads(saved.read_text())["recipe"]
         if without_enabled(before) != without_enabled(json.loads(json.dumps(
@@ -41,6 +65,7 @@ def check_out(out: Path, recipe: Recipe, resume: bool) -> None:
             raise CxrkitError(f"{out}: --resume with a different recipe than the run started "
                               "with (compare run.json); use a new --out. Only the set of "
                               "stages (--models) may change.")
+    return None
 
 
 def _write_trace(out: Path, recipe: Recipe, data: Path, strategy: str, resume: bool) -> dict:
@@ -76,7 +101,9 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
 
     data, out = Path(data), Path(out)
     note = demo_note(recipe) if demo else None
-    check_out(out, recipe, resume)
+    note_restart = check_out(out, recipe, resume)
+    if note_restart:
+        echo(note_restart)
     out.mkdir(parents=True, exist_ok=True)
     if recipe.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")

@@ -13,6 +13,7 @@ against its builder's keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -207,8 +208,14 @@ def _choice(value: str, allowed, where: str) -> None:
 
 
 def _positive(value: int | float, where: str) -> None:
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise CxrkitError(f"recipe: {where} must be positive, got {value}")
+
+
+def _within(value: int | float, low: float, high: float, where: str, what: str) -> None:
+    """``low <= value < high`` (NaN fails), else the recipe error saying ``what``."""
+    if not low <= value < high:
+        raise CxrkitError(f"recipe: {where} must be {what}, got {value}")
 
 
 def _stage(name: str, table: dict, raw: dict, parts: dict[str, Part]) -> Stage:
@@ -244,7 +251,7 @@ def _stage(name: str, table: dict, raw: dict, parts: dict[str, Part]) -> Stage:
     _choice(stage.optimizer, OPTIMIZERS, f"{where}.optimizer")
     _choice(stage.batches, BATCHES, f"{where}.batches")
     _choice(stage.triplet_strategy, TRIPLET_STRATEGIES, f"{where}.triplet_strategy")
-    for key in ("epochs", "learning_rate", "batch_size"):
+    for key in ("epochs", "learning_rate", "batch_size", "margin"):
         _positive(getattr(stage, key), f"{where}.{key}")
     if stage.precise_bn_batches < 0:
         raise CxrkitError(f"recipe: {where}.precise_bn_batches must not be negative")
@@ -269,6 +276,16 @@ def parse(raw: dict) -> Recipe:
     _positive(data.batch_size, "data.batch_size")
     _positive(training.epochs, "training.epochs")
     _positive(training.learning_rate, "training.learning_rate")
+    for key in ("early_stopping_patience", "reduce_lr_patience"):
+        _within(getattr(training, key), 0, math.inf, f"training.{key}", "0 (off) or more")
+    for key in ("min_learning_rate", "momentum"):
+        _within(getattr(training, key), 0, math.inf, f"training.{key}", "finite, 0 or more")
+    for key in ("beta_1", "beta_2"):
+        _within(getattr(training, key), 0, 1, f"training.{key}", "in [0, 1)")
+    _positive(training.epsilon, "training.epsilon")
+    if not 0 < training.reduce_lr_factor < 1:
+        raise CxrkitError("recipe: training.reduce_lr_factor must be in (0, 1), got "
+                          f"{training.reduce_lr_factor}")
     _choice(training.optimizer, OPTIMIZERS, "training.optimizer")
     parts = {}
     tables = _table(raw, "parts", "recipe")

@@ -64,7 +64,11 @@ def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
         raise InputError(saved_model, "not a SavedModel version folder (no saved_model.pb); "
                                       "pass saved_models/NAME/VERSION")
     card = read_card(saved_model)
-    serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    try:
+        serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
+        raise InputError(saved_model, f"cannot load the SavedModel ({type(err).__name__}: "
+                                      f"{' '.join(str(err).split())[:200]})") from None
     out = Path(out) if out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ copied into a record.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 
@@ -35,11 +36,13 @@ from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     Converted,
     Encoded,
+    check_size,
     png,
     serialize,
     write_manifest,
     write_splits,
 )
+from data_prep.tables import open_table
 
 REQUIRED = ("dicom_id", "path", "patient_id", *DIAGNOSES)
 
@@ -51,28 +54,59 @@ class Gaze:
     duration: np.ndarray
 
 
-def read_gaze(path: str, skipped: SkipLog) -> dict[str, Gaze]:
-    """Gaze points per DICOM id from ``eye_gaze.csv`` or ``fixations.csv``."""
+@dataclass
+class GazeTable:
+    """The usable gaze rows per DICOM id, and a count of the rows dropped.
+
+    A row is usable when DICOM_ID is there and X_ORIGINAL, Y_ORIGINAL and FPOGD are finite
+    numbers with FPOGD >= 0 (gaze off the image is usable here: the heatmap drops it, as the
+    study does). A NaN or negative duration would otherwise give an all-zero or an inverted
+    duration-weighted map.
+    """
+
+    points: dict[str, Gaze]
+    dropped: dict[str, int]  # dicom id -> rows with missing, non-finite or negative values
+    unattributed: int  # rows without a DICOM_ID
+
+    def summary(self) -> dict:
+        """What the manifest records of the dropped rows."""
+        return {"total": sum(self.dropped.values()) + self.unattributed,
+                "per_image": dict(sorted(self.dropped.items())),
+                "without_dicom_id": self.unattributed,
+                "rule": "dropped: a missing, non-numeric or non-finite X_ORIGINAL, "
+                        "Y_ORIGINAL or FPOGD, or a negative FPOGD"}
+
+
+GAZE_COLUMNS = ("DICOM_ID", "X_ORIGINAL", "Y_ORIGINAL", "FPOGD")
+
+
+def read_gaze(path: str) -> GazeTable:
+    """Gaze points per DICOM id from ``eye_gaze.csv`` or ``fixations.csv`` (see GazeTable)."""
     points: dict[str, list[tuple[float, float, float]]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = [name.strip() for name in next(reader, [])]
+    dropped: dict[str, int] = {}
+    unattributed = 0
+    with open_table(path, "the gaze table") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        missing = [n for n in GAZE_COLUMNS if n not in header]
+        if missing:
+            raise InputError(path, f"gaze table lacks column(s) {', '.join(missing)}")
+        cols = [header.index(n) for n in GAZE_COLUMNS]
+        for row in reader:
+            dicom_id = row[cols[0]].strip() if len(row) > cols[0] else ""
+            if not dicom_id:
+                unattributed += any(cell.strip() for cell in row)
+                continue
             try:
-                cols = [header.index(n) for n in ("DICOM_ID", "X_ORIGINAL", "Y_ORIGINAL",
-                                                  "FPOGD")]
-            except ValueError:
-                raise InputError(path, "gaze table lacks one of DICOM_ID, X_ORIGINAL, "
-                                       "Y_ORIGINAL, FPOGD") from None
-            for row in reader:
-                try:
-                    dicom_id, x, y, d = (row[c] for c in cols)
-                    points.setdefault(dicom_id.strip(), []).append((float(x), float(y), float(d)))
-                except (IndexError, ValueError):
-                    skipped.add(f"{path}:{reader.line_num}", "malformed gaze row")
-    except OSError as err:
-        raise InputError(path, f"cannot read the gaze table ({err.strerror})") from None
-    return {k: Gaze(*np.array(v, dtype=np.float64).T) for k, v in points.items()}
+                x, y, d = (float(row[c]) for c in cols[1:])
+            except (IndexError, ValueError):
+                x = y = d = math.nan
+            if math.isfinite(x) and math.isfinite(y) and math.isfinite(d) and d >= 0:
+                points.setdefault(dicom_id, []).append((x, y, d))
+            else:
+                dropped[dicom_id] = dropped.get(dicom_id, 0) + 1
+    return GazeTable({k: Gaze(*np.array(v, dtype=np.float64).T) for k, v in points.items()},
+                     dropped, unattributed)
 
 
 def _label(row: dict) -> tuple[int | None, str]:
@@ -171,18 +205,17 @@ def convert_egd_cxr(
         raise ValueError(f"weight must be 'count' or 'duration', got {weight!r}")
     if not os.path.isdir(images):
         raise InputError(images, "image folder (the MIMIC-CXR root) not found")
+    check_size("--size", *target)
     preprocessing = EgdCxrPreprocessing(target)
     skipped = SkipLog(strict)
-    try:
-        with open(master_sheet, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(master_sheet, f"missing column(s) {', '.join(missing)}")
-            rows = [(reader.line_num, row) for row in reader]
-    except OSError as err:
-        raise InputError(master_sheet, f"cannot read the master sheet ({err.strerror})") from None
-    gaze = read_gaze(gaze_table, skipped)
+    with open_table(master_sheet, "the master sheet") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(master_sheet, f"missing column(s) {', '.join(missing)}")
+        rows = [(reader.line_num, row) for row in reader]
+    gaze = read_gaze(gaze_table)
+    root = os.path.realpath(images)
 
     jobs, meta, seen = [], [], set()
     for line, row in rows:
@@ -196,12 +229,18 @@ def convert_egd_cxr(
         if label is None:
             skipped.add(where, f"image {dicom_id}: {why}")
             continue
-        if dicom_id not in gaze:
-            skipped.add(where, f"image {dicom_id}: no gaze recorded for it in {gaze_table}")
+        if dicom_id not in gaze.points:
+            bad = gaze.dropped.get(dicom_id, 0)
+            skipped.add(where, f"image {dicom_id}: " + (
+                f"all {bad} of its gaze rows in {gaze_table} have unusable values"
+                if bad else f"no gaze recorded for it in {gaze_table}"))
             continue
         relpath = (row["path"] or "").strip()
-        jobs.append(_Job(os.path.join(images, relpath), relpath, gaze[dicom_id], weight,
-                         sigma, preprocessing))
+        path = os.path.realpath(os.path.join(images, relpath))
+        if os.path.commonpath([root, path]) != root:
+            skipped.add(where, f"image {dicom_id}: path {relpath!r} leaves the --images folder")
+            continue
+        jobs.append(_Job(path, relpath, gaze.points[dicom_id], weight, sigma, preprocessing))
         meta.append((dicom_id, label, (row["patient_id"] or "").strip()))
 
     kept: dict[str, Converted] = {}
@@ -225,7 +264,7 @@ def convert_egd_cxr(
         "validation": [i for i in ids if kept[i].patient_id in val_patients],
         "test": [i for i in ids if kept[i].patient_id in test_patients],
     }
-    counts, shard_names = write_splits(
+    counts, shard_names, checksums = write_splits(
         out, members,
         lambda i: serialize({"image": kept[i].encoded.image_png,
                              "heatmap": kept[i].encoded.target_png, "label": kept[i].label,
@@ -248,6 +287,7 @@ def convert_egd_cxr(
         "compression": compression,
         "counts": counts,
         "shards": shard_names,
+        "shard_checksums": checksums,
         "parameters": {
             "target": list(target), "sigma": sigma, "weight": weight,
             "gaze_source": gaze_source, "test": test, "val": val, "seed": seed,
@@ -259,6 +299,7 @@ def convert_egd_cxr(
             "gaze": {"name": os.path.basename(gaze_table), "sha256": sha256_file(gaze_table)},
             "images": {kept[i].source: kept[i].encoded.sha256 for i in ids},
         },
+        "gaze_rows_dropped": gaze.summary(),
         "skipped": [item.as_dict() for item in skipped.items],
     }
     write_manifest(out, manifest)

@@ -53,13 +53,17 @@ def gaze_heatmap(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
         sigma: Gaussian sigma in original pixels.
 
     Raises:
-        ValueError: no point falls on the image.
+        ValueError: no point falls on the image, or their weights are not finite,
+            non-negative and of positive sum.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = on_image(x, y, shape)
     if not keep.any():
         raise ValueError("no gaze point falls on the image")
     weights = np.ones(keep.sum()) if weights is None else np.asarray(weights, float)[keep]
+    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        raise ValueError("the gaze points on the image need finite, non-negative weights "
+                         "with a positive sum (durations all 0?)")
     geometry = Geometry(shape, target)
     rows, cols = geometry.region
     # Native pixel i sits at coarse position i * scale; splat each point over its 4 neighbours.

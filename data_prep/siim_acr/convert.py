@@ -1,6 +1,14 @@
 """Raw SIIM-ACR (DICOMs + run-length table) to sharded TFRecords, as the MLMI 2023 study used it.
 
-Per image: the DICOM is read (MONOCHROME1 inverted, JPEG Baseline decoded) and stored as the
+Input: ``images`` is searched at any depth for DICOMs (``.dcm``) and for the PNG/JPEG
+conversions most users download (``<ImageId>.png|.jpg|.jpeg``), mixed freely. A DICOM's image
+id is its SOPInstanceUID, a PNG/JPEG's its file name without the suffix. An image file with no
+row in the table is skipped and listed by name; table rows whose image is not there (the
+normal case when a part of the set is converted) are only counted (``absent_images`` in the
+manifest), since listing thousands of them would bury the real problems.
+
+Per image: the file is read (a DICOM's MONOCHROME1 inverted, JPEG Baseline decoded; an RGB
+PNG/JPEG made grey, a 16-bit PNG kept at its depth) and stored as the
 ``siim-acr`` convention defines (:class:`cxrkit.preprocessing.SiimAcrPreprocessing`: 8 bits
 over its own range, CLAHE at native resolution, area resize to ``size``); the mask is the union
 of all the image's run-length rows, resized with nearest neighbour. The per-image z-score of
@@ -18,6 +26,7 @@ never reach a record or the manifest.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +35,13 @@ import numpy as np
 
 from cxrkit.errors import InputError
 from cxrkit.files import sha256_file
-from cxrkit.preprocessing import SiimAcrPreprocessing, read_dicom
+from cxrkit.preprocessing import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    SiimAcrPreprocessing,
+    read_dicom_uid,
+    read_image,
+)
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     SPLITS,
@@ -35,6 +50,7 @@ from data_prep.records import (
     png,
     serialize,
     stratified_split,
+    check_size,
     write_manifest,
     write_splits,
 )
@@ -53,10 +69,20 @@ class _Job:
     preprocessing: SiimAcrPreprocessing
 
 
+def _identify(path: str) -> tuple[str, str]:
+    """Worker: (image id, "") of an image file, or ("", the reason it cannot be used)."""
+    if not path.lower().endswith(DICOM_SUFFIXES):
+        return Path(path).stem, ""
+    try:
+        return read_dicom_uid(path), ""
+    except InputError as err:
+        return "", err.problem
+
+
 def _prepare(job: _Job) -> Encoded | str:
     """Worker: the encoded image and mask, or the reason to skip the image."""
     try:
-        pixels = read_dicom(job.path)
+        pixels = read_image(job.path)
     except InputError as err:
         return err.problem
     rows, cols = pixels.shape
@@ -83,7 +109,8 @@ def parse_split(text: str | None, subset_size: int) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise InputError("--split", f"{text!r} is not a comma-separated list of numbers") from None
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) \
+            or sum(values) <= 0:
         raise InputError("--split", f"{text!r}: expected three non-negative train,validation,"
                                     "test values")
     if all(v <= 1 for v in values):
@@ -120,6 +147,7 @@ def convert_siim_acr(
         compression: ``None`` or ``"GZIP"``.
     """
     images, out = Path(images), os.fspath(out)
+    check_size("--size", size)
     preprocessing = SiimAcrPreprocessing(size)
     if not images.is_dir():
         raise InputError(images, "image folder not found")
@@ -128,24 +156,33 @@ def convert_siim_acr(
     for problem in table.problems:
         skipped.add(problem.source, problem.problem)
 
+    paths = sorted(p for p in images.rglob("*") if p.is_file()
+                   and p.suffix.lower() in (*DICOM_SUFFIXES, *IMAGE_SUFFIXES))
+    if not paths:
+        raise InputError(images, "no DICOM, PNG or JPEG image found (searched at any depth)")
     files: dict[str, Path] = {}
-    for path in sorted(images.rglob("*.dcm")):
-        image_id = path.stem
-        if image_id in files:
-            skipped.add(str(path.relative_to(images)),
-                        f"duplicate image id (also {files[image_id].relative_to(images)})")
-            continue
-        files[image_id] = path
-    for image_id in sorted(set(table.regions) - set(files)):
-        if image_id not in table.bad_images:
-            skipped.add(f"{table.path}:{image_id}", "listed in the mask table, but no DICOM found")
+    identified = run_jobs(_identify, [os.fspath(p) for p in paths], workers=workers,
+                          label="reading image ids", show_progress=show_progress)
+    for path, (image_id, problem) in zip(paths, identified, strict=True):
+        source = str(path.relative_to(images))
+        if problem:
+            skipped.add(source, problem)
+        elif image_id in files:
+            skipped.add(source, f"duplicate image id {image_id} (also "
+                                f"{files[image_id].relative_to(images)})")
+        else:
+            files[image_id] = path
+    absent = len(set(table.regions) - set(files) - table.bad_images)
     candidates = {0: [], 1: []}
     for image_id, path in files.items():
         if image_id not in table.regions:
             skipped.add(str(path.relative_to(images)),
-                        "no row in the mask table (unknown label)")
+                        f"image id {image_id} has no row in the mask table (unknown label)")
         elif image_id not in table.bad_images:
             candidates[table.label(image_id)].append(image_id)
+    if not candidates[0] + candidates[1]:
+        raise InputError(images, f"none of the {len(paths)} image files has a usable row in "
+                                 f"{table.path}")
 
     rng = np.random.default_rng(seed)
     quota = {0: None, 1: None} if subset is None else {1: subset // 2, 0: subset - subset // 2}
@@ -182,7 +219,7 @@ def convert_siim_acr(
     labels = [kept[i].label for i in ids]
     weights = parse_split(split, len(ids))
     splits = dict(zip(SPLITS, stratified_split(labels, weights, rng), strict=True))
-    counts, shard_names = write_splits(
+    counts, shard_names, checksums = write_splits(
         out, splits,
         lambda k: serialize({"image": kept[ids[k]].encoded.image_png,
                              "mask": kept[ids[k]].encoded.target_png,
@@ -202,6 +239,7 @@ def convert_siim_acr(
         "compression": compression,
         "counts": counts,
         "shards": shard_names,
+        "shard_checksums": checksums,
         "parameters": {
             "size": size, "subset": subset if subset is not None else "all",
             "split_weights": list(weights), "seed": seed, "shards": shards,
@@ -210,6 +248,10 @@ def convert_siim_acr(
             "rle_csv": {"name": os.path.basename(table.path), "sha256": sha256_file(table.path)},
             "images": {kept[i].source: kept[i].encoded.sha256 for i in ids},
         },
+        "absent_images": {
+            "count": absent,
+            "note": "images of the mask table with no file under the image folder: not "
+                    "converted (normal when converting part of the set)"},
         "skipped": [item.as_dict() for item in skipped.items],
     }
     write_manifest(out, manifest)

@@ -24,28 +24,48 @@ class RLEError(ValueError):
     """A run-length string that does not describe a mask of the given size."""
 
 
+MAX_NUMBER = 2**31 - 1  # no image has this many pixels; larger numbers are corrupt rows
+_DIGITS = frozenset("0123456789")
+
+
+def _number(token: str) -> int:
+    """A token as a plain non-negative decimal integer, or the row's RLEError.
+
+    Stricter than ``int``: ``1_000``, ``+5``, superscript or other non-ASCII digits and
+    anything past :data:`MAX_NUMBER` are refused (``int`` would accept the first three).
+    """
+    if token.startswith("-") and len(token) > 1 and set(token[1:]) <= _DIGITS:
+        raise RLEError(f"negative number {token} in a run-length string")
+    if not token or not set(token) <= _DIGITS:
+        raise RLEError(f"run-length token {token[:20]!r} is not a plain non-negative "
+                       "decimal integer")
+    if len(token) > 10 or int(token) > MAX_NUMBER:
+        raise RLEError(f"run-length number {token[:20]} is larger than any image "
+                       f"({MAX_NUMBER})")
+    return int(token)
+
+
 def parse_rle(rle: str) -> np.ndarray:
     """Parse a run-length string into an ``(N, 2)`` int64 array of (offset, length) pairs.
 
     ``-1`` (with any surrounding blanks) parses to an empty array. Raises :class:`RLEError` for
-    non-integer tokens, negative numbers and an odd count of numbers.
+    tokens that are not plain decimal digits (see :func:`_number`), negative or too large
+    numbers, an odd count of numbers and a run of length 0 (it would give an annotated image
+    an empty mask).
     """
     text = rle.strip()
     if text == EMPTY:
         return np.zeros((0, 2), dtype=np.int64)
     if not text:
         raise RLEError("empty run-length string (an empty mask is written '-1')")
-    tokens = text.split()
-    try:
-        numbers = np.array([int(token) for token in tokens], dtype=np.int64)
-    except ValueError:
-        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-        raise RLEError(f"run-length token {bad!r} is not an integer") from None
+    numbers = np.array([_number(token) for token in text.split()], dtype=np.int64)
     if numbers.size % 2:
         raise RLEError(f"odd count of numbers ({numbers.size}): runs come as offset/length pairs")
-    if (numbers < 0).any():
-        raise RLEError(f"negative number {int(numbers[numbers < 0][0])} in a run-length string")
-    return numbers.reshape(-1, 2)
+    pairs = numbers.reshape(-1, 2)
+    if (pairs[:, 1] == 0).any():
+        index = int(np.flatnonzero(pairs[:, 1] == 0)[0])
+        raise RLEError(f"run {index + 1} has length 0 (an annotated region must cover a pixel)")
+    return pairs
 
 
 def rle_decode(rle: str, height: int, width: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from cxrkit.errors import InputError
 from data_prep.siim_acr.rle import RLEError, parse_rle
+from data_prep.tables import open_table
 
 ID_COLUMNS = ("imageid", "image_id", "fname")
 RLE_COLUMNS = ("encodedpixels", "encoded_pixels", "mask")
@@ -59,13 +60,8 @@ def _column(header: list[str], names: tuple[str, ...], path: str) -> int:
 def read_rle_csv(path: str | os.PathLike) -> RleTable:
     """Read a SIIM-ACR mask table; see the module docstring for the accepted variants."""
     path = os.fspath(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            return _parse(csv.reader(handle), path)
-    except OSError as err:
-        raise InputError(path, f"cannot open the mask table ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise InputError(path, f"the mask table is not UTF-8 text ({err.reason})") from None
+    with open_table(path, "the mask table") as handle:
+        return _parse(csv.reader(handle), path)
 
 
 def _parse(reader, path: str) -> RleTable:
