@@ -9,8 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
-
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from cxrkit.errors import InputError
@@ -170,3 +170,36 @@ def test_real_samples(realdata, tmp_path):
     twin = records["Fake_MONOHR1.dcm"]
     np.testing.assert_allclose(twin, expected, atol=1e-4)
     assert np.corrcoef(twin.ravel(), records[f"{original}.dcm"].ravel())[0, 1] < -0.9
+
+
+def test_png_and_jpeg_conversions_give_the_dicom_records(siim_phantom, tmp_path):
+    """The same pictures as <ImageId>.png (16-bit grey, or 8-bit RGB) instead of DICOMs give
+    the same records: ids from the file names, grey from colour, 16 bits kept until the
+    convention's own scaling to 8 bits."""
+    src, _ = siim_phantom
+    dicoms = sorted(src.rglob("*.dcm"))
+    folder = tmp_path / "png"
+    (folder / "nested").mkdir(parents=True)
+    for i, path in enumerate(dicoms):
+        pixels = read_dicom(path)
+        eight = np.round((pixels - pixels.min()) * 255 / np.ptp(pixels)).astype(np.uint8)
+        stem = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        if i % 2:
+            cv2.imwrite(str(folder / f"{stem}.png"), eight.astype(np.uint16) * 257)
+        else:
+            cv2.imwrite(str(folder / "nested" / f"{stem}.png"), np.dstack([eight] * 3))
+    assert cv2.imread(str(next(folder.glob("*.png"))), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    from_dicoms = _read_all(_convert_into(src, src / "train-rle.csv", tmp_path / "a"))
+    from_pngs = _read_all(_convert_into(folder, src / "train-rle.csv", tmp_path / "b"))
+    assert from_pngs[0]["skipped"] == [] and set(from_pngs[1]) == set(from_dicoms[1])
+    for image_id, (split, example) in from_dicoms[1].items():
+        other_split, other = from_pngs[1][image_id]
+        assert other_split == split
+        np.testing.assert_array_equal(other["mask"].numpy(), example["mask"].numpy())
+        np.testing.assert_allclose(other["image"].numpy(), example["image"].numpy(),
+                                   atol=1e-5)
+
+
+def _convert_into(images, table, out):
+    convert_siim_acr(images, table, out, size=64, subset=None, split="0.5,0.25,0.25", seed=0)
+    return out

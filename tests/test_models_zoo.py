@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import keras_hub
 import numpy as np
@@ -149,3 +151,36 @@ def test_models_cli_lists_and_describes():
     assert info["input_shape"] == [64, 64, 1]
     unknown = CliRunner().invoke(cli, ["models", "describe", "resnet99"])
     assert unknown.exit_code == 1 and "unknown model 'resnet99'" in unknown.output
+
+
+def test_check_weights_reports_coverage_and_architecture(tmp_path):
+    """`cxrkit models check-weights` on a preset saved from a randomly initialised backbone:
+    every variable set; the same preset checked as another depth, and an h5 file missing a
+    layer, fail with the reason."""
+    import h5py
+    from click.testing import CliRunner
+
+    from cxrkit.cli import cli
+
+    backbone = build_backbone("resnet18", image_size=64)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    backbone.save_weights(str(tmp_path / "full.weights.h5"))
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["models", "check-weights", str(tmp_path / "preset"),
+                             "--model", "resnet18", "--json"])
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.output)
+    assert report["covered"] == report["variables"] == len(
+        [w for w in backbone.weights if "float" in str(w.dtype)]) and report["ok"]
+    deeper = runner.invoke(cli, ["models", "check-weights", str(tmp_path / "preset"),
+                                 "--model", "resnet34"])
+    assert deeper.exit_code == 1
+    assert "stackwise_num_blocks: preset [2, 2, 2, 2], resnet34 needs [3, 4, 6, 3]" \
+        in deeper.output
+    with h5py.File(tmp_path / "full.weights.h5", "a") as handle:
+        layers = handle["layers"]
+        del layers[next(k for k in sorted(layers) if len(layers[k].get("vars", {})))]
+    partial = runner.invoke(cli, ["models", "check-weights", str(tmp_path / "full.weights.h5"),
+                                  "--model", "resnet18"])
+    assert partial.exit_code == 1 and "weights do not fit the resnet18 backbone" \
+        in partial.output

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import cxrkit_command, quiet_env
+
 from cxrkit.errors import InputError
 from data_prep.siim_acr.convert import convert_siim_acr, parse_split
 

@@ -8,8 +8,6 @@ exit status 1, never a traceback.
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from cxrkit import __version__

@@ -81,8 +81,9 @@ def check_weights(name: str, path: str | Path) -> dict:
         try:
             model.load_weights(weights_file)
         except (OSError, ValueError, KeyError) as err:
+            text = " ".join(str(err).split()).split(" List of objects")[0]
             raise InputError(weights_file, f"weights do not fit the {name} backbone: "
-                                           f"{' '.join(str(err).split())[:300]}") from None
+                                           f"{text[:400]}") from None
     del caught
     missing_layers, total, covered = [], 0, 0
     for layer in model.layers:

@@ -30,6 +30,6 @@ from cxrkit.preprocessing.raw_files import (
 )
 from cxrkit.preprocessing.siim_acr import SiimAcrPreprocessing
 
-__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "PREPROCESSING", "EgdCxrPreprocessing", "Geometry", "Preprocessing",
-           "SiimAcrPreprocessing", "clahe", "from_config", "min_max", "read_dicom",
-           "read_dicom_uid", "read_image", "register", "to_uint8"]
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "PREPROCESSING", "EgdCxrPreprocessing",
+           "Geometry", "Preprocessing", "SiimAcrPreprocessing", "clahe", "from_config",
+           "min_max", "read_dicom", "read_dicom_uid", "read_image", "register", "to_uint8"]

@@ -47,10 +47,10 @@ from data_prep.records import (
     SPLITS,
     Converted,
     Encoded,
+    check_size,
     png,
     serialize,
     stratified_split,
-    check_size,
     write_manifest,
     write_splits,
 )
@@ -97,11 +97,12 @@ def _prepare(job: _Job) -> Encoded | str:
                    sha256_file(job.path))
 
 
-def parse_split(text: str | None, subset_size: int) -> tuple[float, ...]:
+def parse_split(text: str | None, subset_size: int | None) -> tuple[float, ...]:
     """Split weights from ``"5200,1000,1000"`` (counts) or ``"0.7,0.15,0.15"`` (fractions).
 
     ``None`` is the study's 5,200 / 1,000 / 1,000, used as proportions for other subset sizes.
-    Counts given explicitly must add up to the number of images converted.
+    Counts given explicitly must add up to the number of images converted (not checked when
+    ``subset_size`` is ``None``: the early check of the text alone, before any work).
     """
     if text is None:
         return STUDY_SPLIT
@@ -117,7 +118,7 @@ def parse_split(text: str | None, subset_size: int) -> tuple[float, ...]:
         if abs(sum(values) - 1) > 1e-6:
             raise InputError("--split", f"fractions {text!r} add up to {sum(values)}, not 1")
         return values
-    if sum(values) != subset_size:
+    if subset_size is not None and sum(values) != subset_size:
         raise InputError("--split", f"counts {text!r} add up to {int(sum(values))}, but "
                                     f"{subset_size} images are converted")
     return values
@@ -148,6 +149,7 @@ def convert_siim_acr(
     """
     images, out = Path(images), os.fspath(out)
     check_size("--size", size)
+    parse_split(split, subset)  # a malformed --split fails before any image is read
     preprocessing = SiimAcrPreprocessing(size)
     if not images.is_dir():
         raise InputError(images, "image folder not found")
