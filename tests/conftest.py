@@ -120,10 +120,13 @@ def egd_records(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mlmi2024_run(tmp_path_factory):
     """``cxrkit recipe run mlmi2024`` without --data (the demo path: phantom data generated,
-    converted, every stage trained, evaluated, exported, reported): (run folder, stdout)."""
+    converted, every stage trained, evaluated, exported, reported), in the environment a user
+    has (no TF_CPP_MIN_LOG_LEVEL): (run folder, stdout, stderr)."""
     out = tmp_path_factory.mktemp("mlmi2024") / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "CXRKIT_VERBOSE")}
     result = subprocess.run(cxrkit_command("recipe", "run", "mlmi2024", "--out", str(out),
                                            *sets(MLMI2024_TINY)),
-                            capture_output=True, text=True, env=quiet_env(), timeout=900)
+                            capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out, result.stdout
+    return out, result.stdout, result.stderr

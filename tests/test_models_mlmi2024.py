@@ -163,3 +163,28 @@ def test_single_encoder_unets_and_mt_unet(block, batch, tmp_path):
     loaded = keras.saving.load_model(tmp_path / "mt.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0)["logits"], out["logits"], atol=1e-6)
     np.testing.assert_array_equal(loaded.log_vars.numpy(), mt.log_vars.numpy())
+
+
+def test_freeze_unused_finds_layers_behind_outputs_a_view_drops():
+    """A view of a part that keeps one of its two outputs: the BatchNorm and Dense that only
+    feed the dropped output are frozen (they would get no gradient), nothing else is; the
+    caller makes them trainable again."""
+    from cxrkit.models.freeze import freeze_unused
+
+    image = keras.Input((8, 8, 1))
+    shared = keras.layers.Conv2D(4, 3, name="shared")(image)
+    kept = keras.layers.Conv2D(2, 1, name="kept")(shared)
+    dropped = keras.layers.Dense(3, name="dropped_dense")(
+        keras.layers.BatchNormalization(name="dropped_bn")(shared))
+    inner = keras.Model(image, [kept, dropped], name="inner")
+    outer_in = keras.Input((8, 8, 1))
+    part = keras.Model(outer_in, dict(zip(("kept", "dropped"), inner(outer_in), strict=True)),
+                       name="part")
+    view = keras.Model(part.inputs, {"kept": part.output["kept"]})
+    unused = freeze_unused(view)
+    assert sorted(layer.name for layer in unused) == ["dropped_bn", "dropped_dense"]
+    trainable = {v.path.split("/")[0] for v in view.trainable_variables}
+    assert trainable == {"shared", "kept"}
+    for layer in unused:
+        layer.trainable = True
+    assert len(part.trainable_variables) == 8

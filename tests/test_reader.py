@@ -120,3 +120,17 @@ def test_in_model_augmentation_layers(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")  # safe_mode stays on
     np.testing.assert_allclose(loaded(images, training=False), model(images, training=False))
+
+
+def test_finite_datasets_know_their_length(siim_records):
+    """The manifest's counts become the dataset's cardinality (Keras then sizes epochs and
+    progress bars instead of warning that the input ran out of data)."""
+    import math
+
+    from cxrkit.data import read_manifest
+
+    total = read_manifest(siim_records)["counts"]["train"]["total"]
+    assert int(load(siim_records, "train").cardinality()) == total
+    assert int(load(siim_records, "train", batch_size=4, shuffle=True, augment=True, seed=1)
+               .cardinality()) == math.ceil(total / 4)
+    assert len(list(load(siim_records, "train", batch_size=4))) == math.ceil(total / 4)

@@ -10,13 +10,19 @@ before an ``Error:`` line they make one promised line several. Two measures, bot
   up, which that variable cannot reach, so standard error is pointed at ``/dev/null`` for the
   import itself only. A failed import still raises its Python exception, which is shown.
 
-``cxrkit --verbose`` (or ``CXRKIT_VERBOSE=1``) leaves both alone.
+One Python-side message is filtered too: TensorFlow's "N out of the last M calls to
+<function ...> triggered tf.function retracing". Evaluating several models traces each model's
+predict step once, which is the work that has to be done, not the repeated retracing of one
+function that the message is meant to catch.
+
+``cxrkit --verbose`` (or ``CXRKIT_VERBOSE=1``) leaves all three alone.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -59,11 +65,19 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+class _NotRetracingNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def quiet_tensorflow(verbose: bool) -> None:
     """Apply the measures of the module docstring, unless ``verbose``."""
     if verbose or os.environ.get("CXRKIT_VERBOSE") == "1":
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _NotRetracingNotices) for f in logger.filters):
+        logger.addFilter(_NotRetracingNotices())
     if "tensorflow" not in sys.modules and not any(
             isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())

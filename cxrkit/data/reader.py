@@ -251,6 +251,12 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
             num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         dataset = dataset.batch(batch_size, drop_remainder=balanced)
+    if not (balanced or repeat):
+        # The manifest knows how many examples there are; telling tf.data lets Keras size its
+        # progress bars and epochs instead of warning that the input "ran out of data".
+        total = _total(manifest, split)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+            total if batch_size is None else math.ceil(total / batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

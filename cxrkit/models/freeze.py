@@ -36,3 +36,39 @@ def freeze(parts, names: Iterable[str]) -> None:
 def unfreeze(parts, names: Iterable[str]) -> None:
     """Makes the named parts trainable again."""
     set_trainable(parts, dict.fromkeys(names, True))
+
+
+def _reached(outputs, found: set[int]) -> None:
+    """Adds to ``found`` (by ``id``) every operation the symbolic ``outputs`` depend on,
+    looking inside nested functional models through the output each call uses."""
+    stack = list(keras.tree.flatten(outputs))
+    while stack:
+        tensor = stack.pop()
+        operation, node_index, tensor_index = tensor._keras_history
+        if isinstance(operation, keras.Model) and hasattr(operation, "_inbound_nodes") and \
+                getattr(operation, "outputs", None) is not None:
+            _reached([keras.tree.flatten(operation.output)[tensor_index]], found)
+        if id(operation) in found and not isinstance(operation, keras.Model):
+            continue
+        found.add(id(operation))
+        stack.extend(operation._inbound_nodes[node_index].input_tensors)
+
+
+def freeze_unused(model: keras.Model) -> list[keras.layers.Layer]:
+    """Makes the layers with trainable weights that no output of ``model`` depends on
+    non-trainable, and returns them.
+
+    A training view that keeps some of a part's outputs (the triplet stage uses DenseNet201's
+    block 4, not the final BatchNorm behind its other output) would otherwise hand the
+    optimizer variables that get no gradient. Make them trainable again after the stage
+    (``layer.trainable = True`` on each): setting the part trainable does not reach a
+    sublayer when the part's own flag does not change.
+    """
+    found: set[int] = set()
+    _reached(model.output, found)
+    unused = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if layer.trainable_weights and id(layer) not in found
+              and not isinstance(layer, keras.Model)]
+    for layer in unused:
+        layer.trainable = False
+    return unused
