@@ -39,10 +39,37 @@ def test_precision_recall_conventions():
     # per class precision: 2/2, 1/2, 1/2 ; recall: 2/3, 1/2, 1/1 ; support 3, 2, 1
     prec, rec = M.precision_recall(y, p, average="macro")
     assert (prec, rec) == pytest.approx(((1 + .5 + .5) / 3, (2 / 3 + .5 + 1) / 3))
-    prec, rec = M.precision_recall(y, p)  # weighted: recall equals accuracy
+    prec, rec = M.precision_recall(y, p, average="weighted")  # recall equals accuracy
     assert prec == pytest.approx((3 * 1 + 2 * .5 + 1 * .5) / 6)
     assert rec == pytest.approx(M.accuracy(y, p)) and rec == pytest.approx(4 / 6)
     assert M.precision_recall([0, 1, 1], [1, 1, 0], average="binary") == (0.5, 0.5)
+
+
+def test_table_3_1_reports_the_positive_class():
+    """An unbalanced toy: 8 healthy, 2 pneumothorax. The model finds one of the two positives
+    and raises one false alarm. Positive-class recall 1/2 and precision 1/2 by hand; accuracy
+    8/10 (which a support-weighted recall would have copied)."""
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    p1 = np.array([.1, .2, .1, .3, .2, .1, .4, .9, .8, .3])  # predicted 1: images 7 and 8
+    summary = M.classification_summary(y, p1[:, None], ["healthy", "pneumothorax"])
+    assert summary["accuracy"] == pytest.approx(0.8)
+    assert summary["recall"] == pytest.approx(0.5) and summary["precision"] == pytest.approx(0.5)
+    assert summary["positive_class"] == "pneumothorax"
+    _, weighted_recall = M.precision_recall(y, (p1 > 0.5).astype(int), average="weighted")
+    assert weighted_recall == pytest.approx(summary["accuracy"]) != summary["recall"]
+
+
+def test_micro_auc_by_hand_on_a_three_class_toy():
+    """Three images, three classes: the micro AUC is one AUC over the 9 (image, class) pairs.
+    Positives (the true class's scores): .6, .5, .2; negatives: .3, .1, .2, .3, .1, .7.
+    .6 and .5 beat 5 negatives each (not .7); .2 beats the two .1 and ties one .2:
+    (5 + 5 + 2.5) / 18. The macro mean differs: one-vs-rest AUCs 1, 1/2, 1/2."""
+    y = np.array([0, 1, 2])
+    probs = np.array([[.6, .3, .1], [.2, .5, .3], [.1, .7, .2]])
+    assert M.micro_auc(y, probs) == pytest.approx(12.5 / 18)
+    summary = M.classification_summary(y, probs, ["Normal", "CHF", "pneumonia"])
+    assert summary["auc"] == pytest.approx(12.5 / 18) and summary["auc_average"] == "micro"
+    assert summary["auc_macro"] == pytest.approx(2 / 3) == M.macro_auc(y, probs)
 
 
 def test_bootstrap_interval_contains_the_estimate():

@@ -78,6 +78,9 @@ def test_tables_and_statistics_come_from_the_models(run):
         auc = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
         assert row["auc"] == pytest.approx(auc, abs=1e-6)
         assert row["accuracy"] == pytest.approx(float(((p1 > 0.5) == labels).mean()))
+        hits = ((p1 > 0.5) & (labels == 1)).sum()  # precision/recall of pneumothorax
+        assert row["recall"] == pytest.approx(hits / (labels == 1).sum())
+        assert row["precision"] == pytest.approx(hits / max((p1 > 0.5).sum(), 1))
         maps = grad_cam(model, test["image"][positive], class_index=1)
         inside = masks[positive]
         diff = np.array([m[k].mean() - m[~k].mean() for m, k in zip(maps, inside,

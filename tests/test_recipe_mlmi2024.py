@@ -100,6 +100,12 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
             0.5 * (positive[:, None] == negative[None]).mean()
         assert fusion["auc_per_class"][name] == pytest.approx(wins, abs=1e-6)
     assert fusion["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+    one_hot = (labels[:, None] == np.arange(3)[None]).ravel()  # micro: all (image, class) pairs
+    positive, negative = probs.ravel()[one_hot], probs.ravel()[~one_hot]
+    micro = (positive[:, None] > negative[None]).mean() + \
+        0.5 * (positive[:, None] == negative[None]).mean()
+    assert fusion["auc"] == pytest.approx(micro, abs=1e-6) and fusion["auc_average"] == "micro"
+    assert fusion["auc_macro"] == pytest.approx(np.mean(list(fusion["auc_per_class"].values())))
     ours = _kl(outputs["saliency"], test["heatmap"])
     unet_s = keras.saving.load_model(out / "parts" / "unet_s.keras")
     baseline = _kl(unet_s.predict(test["image"], verbose=0)["saliency"], test["heatmap"])
@@ -112,6 +118,7 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
     report = (out / "report.md").read_text()
     assert "## Table 4.1" in report and "## Table 4.2" in report
     assert f"{fusion['auc']:.4f}" in report and "| UNet |" in report
+    assert "AUC (micro) | AUC (macro)" in report
     for figure in ("fig_4_2_examples.png", "roc_curves.png"):
         assert cv2.imread(str(out / "figures" / figure)) is not None
     assert (out / "saved_models" / "mlmi2024" / "1" / "saved_model.pb").is_file()

@@ -73,3 +73,26 @@ def test_real_sample_table(realdata):
     for regions in table.regions.values():
         for rle in regions:  # the real positives are valid 1024 x 1024 masks
             assert rle_decode(rle, 1024, 1024).sum() > 100
+
+
+def test_the_split_plan_on_the_official_table(realdata):
+    """The default plan on the full official table: every positive and as many negatives
+    (5,338), 1,000 validation and 1,000 test images, train on the rest, every split
+    balanced; the thesis' 7,200 is refused with the available counts."""
+    from cxrkit.errors import InputError
+    from data_prep.siim_acr.convert import split_plan
+
+    table = read_rle_csv(realdata / "siim-acr" / "train-rle-full.csv.gz")
+    labels = {i: table.label(i) for i in table.regions if i not in table.bad_images}
+    assert len(labels) == 12047 and sum(labels.values()) == 2669
+    plan = split_plan(labels)
+    sizes = {name: len(ids) for name, ids in plan.items()}
+    assert sizes == {"train": 3338, "validation": 1000, "test": 1000}
+    for ids in plan.values():
+        assert 2 * sum(labels[i] for i in ids) == len(ids)
+    assert len(set().union(*plan.values())) == 5338
+    assert split_plan(labels, seed=1) != plan and split_plan(labels) == plan
+    with pytest.raises(InputError, match=r"7200 needs 3600 pneumothorax and 3600 healthy "
+                                         r"images; the data holds 2669 and 9378 \(the largest "
+                                         r"balanced subset: 5338"):
+        split_plan(labels, subset=7200)

@@ -11,15 +11,18 @@ def data() -> None:
 
 
 class _Subset(click.ParamType):
-    name = "N|all"
+    name = "balanced|N|all"
 
     def convert(self, value, param, ctx):
-        if value is None or value == "all" or isinstance(value, int):
-            return None if value == "all" else value
+        if value in (None, "balanced") or isinstance(value, int):
+            return value
+        if value == "all":
+            return None
         try:
             number = int(value)
         except ValueError:
-            self.fail(f"{value!r} is neither a number of images nor 'all'", param, ctx)
+            self.fail(f"{value!r} is neither 'balanced', a number of images nor 'all'", param,
+                      ctx)
         if number < 2:
             self.fail("a class-balanced subset needs at least 2 images", param, ctx)
         return number
@@ -76,11 +79,12 @@ def _report(manifest: dict, out: str) -> None:
               help="The mask table (train-rle.csv or stage_2_train.csv).")
 @click.option("--size", type=click.IntRange(min=16), default=224, show_default=True,
               help="Side of the stored square images and masks.")
-@click.option("--subset", type=_Subset(), default="7200", show_default=True,
-              help="Class-balanced number of images (the study: 7200), or 'all'.")
+@click.option("--subset", type=_Subset(), default="balanced", show_default=True,
+              help="'balanced': every positive and as many negatives (5,338 on the real "
+                   "table); N: a class-balanced number of images; 'all'.")
 @click.option("--split", default=None,
-              help="train,validation,test as counts or fractions "
-                   "[default: 5200,1000,1000, as proportions for other subset sizes].")
+              help="train,validation,test as counts or fractions [default: 1,000 validation "
+                   "and 1,000 test, train on the rest; small sets: 3338:1000:1000].")
 @_conversion_options
 def siim_acr(images, rle_csv, size, subset, split, out, shards, workers, seed, strict, gzip):
     """Convert raw SIIM-ACR (DICOMs + RLE table) to sharded TFRecords with a manifest."""

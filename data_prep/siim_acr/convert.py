@@ -15,9 +15,13 @@ of all the image's run-length rows, resized with nearest neighbour. The per-imag
 the study is the convention's ``normalise``, applied by the reader (:func:`cxrkit.data.load`),
 so records keep viewable 8-bit PNGs.
 
-Selection: ``subset=N`` draws N images, half with a pneumothorax, at random (seeded) from the
-usable ones; an image that fails to decode is replaced by the next of its class. ``"all"`` keeps
-every usable image. Splits are stratified by class and every kept image lands in exactly one.
+Selection (:func:`split_plan` shows the plan without images): ``subset="balanced"`` (the
+default) keeps every usable positive and as many negatives, drawn at random (seeded): 5,338
+images on the real table, since the thesis' 7,200 do not fit it (docs/study.md);
+``subset=N`` draws N images, half with a pneumothorax; an image that fails to decode is
+replaced by the next of its class; ``None`` keeps every usable image. Splits are stratified by
+class and every kept image lands in exactly one: by default 1,000 validation and 1,000 test
+images, train on the rest (3,338 on the real table, each split balanced).
 
 Records: ``image`` (PNG, uint8, 1 channel), ``mask`` (PNG, uint8, 0 or 255), ``label`` (int64,
 1 = pneumothorax), ``image_id`` (bytes, the SOP Instance UID). Patient attributes of the DICOM
@@ -58,7 +62,9 @@ from data_prep.siim_acr.rle import RLEError, rle_decode
 from data_prep.siim_acr.rle_csv import read_rle_csv
 
 CLASSES = ("healthy", "pneumothorax")
-STUDY_SPLIT = (5200, 1000, 1000)  # train / validation / test of the 7,200-image subset
+BALANCED = "balanced"  # every positive image and as many negatives: 5,338 on the real table
+STUDY_HELD_OUT = 1000  # validation and test images each (Table 3.1's recalls: 500 positives)
+STUDY_SPLIT = (3338, 1000, 1000)  # the plan on the real table, as proportions for small sets
 
 
 @dataclass(frozen=True)
@@ -98,13 +104,18 @@ def _prepare(job: _Job) -> Encoded | str:
 
 
 def parse_split(text: str | None, subset_size: int | None) -> tuple[float, ...]:
-    """Split weights from ``"5200,1000,1000"`` (counts) or ``"0.7,0.15,0.15"`` (fractions).
+    """Split weights from ``"3338,1000,1000"`` (counts) or ``"0.7,0.15,0.15"`` (fractions).
 
-    ``None`` is the study's 5,200 / 1,000 / 1,000, used as proportions for other subset sizes.
-    Counts given explicitly must add up to the number of images converted (not checked when
-    ``subset_size`` is ``None``: the early check of the text alone, before any work).
+    ``None`` is the study's plan: 1,000 validation and 1,000 test images, train on the rest,
+    when the rest is at least as large as those two together; smaller sets take the plan's
+    proportions on the real table (3,338 / 1,000 / 1,000). Counts given explicitly must add
+    up to the number of images converted (not checked when ``subset_size`` is ``None``: the
+    early check of the text alone, before any work).
     """
     if text is None:
+        held_out = 2 * STUDY_HELD_OUT
+        if subset_size is not None and subset_size - held_out >= held_out:
+            return (subset_size - held_out, STUDY_HELD_OUT, STUDY_HELD_OUT)
         return STUDY_SPLIT
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -124,13 +135,61 @@ def parse_split(text: str | None, subset_size: int | None) -> tuple[float, ...]:
     return values
 
 
+def subset_quota(subset: int | str | None, available: dict[int, int]) -> dict[int, int | None]:
+    """Images to keep per class (0 healthy, 1 pneumothorax) for ``--subset``.
+
+    ``"balanced"`` (the default): every positive and as many negatives (the larger class is
+    cut to the smaller); ``N``: N / 2 of each (the odd one healthy); ``None``: all (``None``
+    per class). Raises InputError with the available counts when the data cannot fill it.
+    """
+    if subset is None:
+        return {0: None, 1: None}
+    if subset == BALANCED:
+        smaller = min(available[0], available[1])
+        if smaller == 0:
+            raise InputError("--subset", f"a balanced subset needs both classes; the data "
+                                         f"holds {available[1]} pneumothorax and "
+                                         f"{available[0]} healthy images")
+        return {0: smaller, 1: smaller}
+    quota = {1: subset // 2, 0: subset - subset // 2}
+    if any(available[c] < quota[c] for c in (0, 1)):
+        raise InputError("--subset", f"{subset} needs {quota[1]} pneumothorax and {quota[0]} "
+                                     f"healthy images; the data holds {available[1]} and "
+                                     f"{available[0]} (the largest balanced subset: "
+                                     f"{2 * min(available.values())}, --subset balanced)")
+    return quota
+
+
+def split_plan(labels: dict[str, int], *, subset: int | str | None = BALANCED,
+               split: str | None = None, seed: int = 0) -> dict[str, list[str]]:
+    """The image ids of each split that a conversion of readable images ``labels`` (id ->
+    class) gives: the subset drawn (seeded), then stratified by class. The converter follows
+    the same steps, replacing an unreadable image by the next of its class."""
+    rng = np.random.default_rng(seed)
+    by_class = {c: sorted(i for i, label in labels.items() if label == c) for c in (0, 1)}
+    quota = subset_quota(subset, {c: len(v) for c, v in by_class.items()})
+    kept = sorted(i for c in (0, 1) for i in _draw(by_class[c], rng)[:quota[c]])
+    return _splits(kept, [labels[i] for i in kept], split, rng)
+
+
+def _draw(ids: list[str], rng: np.random.Generator) -> list[str]:
+    return [ids[i] for i in rng.permutation(len(ids))]
+
+
+def _splits(ids: list[str], labels: list[int], split: str | None,
+            rng: np.random.Generator) -> dict[str, list[str]]:
+    weights = parse_split(split, len(ids))
+    parts = stratified_split(labels, weights, rng)
+    return {name: [ids[k] for k in part] for name, part in zip(SPLITS, parts, strict=True)}
+
+
 def convert_siim_acr(
     images: str | os.PathLike,
     rle_csv: str | os.PathLike,
     out: str | os.PathLike,
     *,
     size: int = 224,
-    subset: int | None = 7200,
+    subset: int | str | None = BALANCED,
     split: str | None = None,
     shards: int | None = None,
     workers: int = 1,
@@ -142,7 +201,8 @@ def convert_siim_acr(
     """Convert raw SIIM-ACR to TFRecords in ``out``; returns the manifest (also written).
 
     Args:
-        subset: class-balanced number of images to keep, or ``None`` for all usable images.
+        subset: ``"balanced"`` (every usable positive and as many negatives), a
+            class-balanced number of images, or ``None`` for all usable images.
         split: see :func:`parse_split`.
         shards: shards per split (default: about 1,000 examples per shard).
         compression: ``None`` or ``"GZIP"``.
@@ -187,12 +247,11 @@ def convert_siim_acr(
                                  f"{table.path}")
 
     rng = np.random.default_rng(seed)
-    quota = {0: None, 1: None} if subset is None else {1: subset // 2, 0: subset - subset // 2}
-    if subset is not None and any(len(candidates[c]) < quota[c] for c in (0, 1)):
-        raise InputError(images, f"--subset {subset} needs {quota[1]} pneumothorax and "
-                                 f"{quota[0]} healthy images; the data holds "
-                                 f"{len(candidates[1])} and {len(candidates[0])}")
-    queues = {c: [candidates[c][i] for i in rng.permutation(len(candidates[c]))] for c in (0, 1)}
+    try:
+        quota = subset_quota(subset, {c: len(candidates[c]) for c in (0, 1)})
+    except InputError as err:
+        raise InputError(images, err.problem) from None
+    queues = {c: _draw(sorted(candidates[c]), rng) for c in (0, 1)}
     kept: dict[str, Converted] = {}
     while True:
         # Take what each class still needs from its queue; failures are replaced next round.
@@ -213,7 +272,11 @@ def convert_siim_acr(
                 skipped.add(job.source, result)
             else:
                 kept[image_id] = Converted(table.label(image_id), job.source, result)
-    if subset is not None and len(kept) < subset:
+    if subset == BALANCED:  # unreadable images of the smaller class left no spare: even up
+        per_class = {c: [i for i in kept if kept[i].label == c] for c in (0, 1)}
+        smaller = min(len(v) for v in per_class.values())
+        kept = {i: kept[i] for c in (0, 1) for i in per_class[c][:smaller]}
+    elif subset is not None and len(kept) < subset:
         raise InputError(images, f"only {len(kept)} usable images for --subset {subset} "
                                  "after skipping unreadable ones")
 

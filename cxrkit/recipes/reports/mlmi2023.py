@@ -1,7 +1,8 @@
 """The MLMI 2023 run report (layout ``mlmi2023``): Tables 3.1 and 3.2, EHR AUC (Fig. 3.2),
 ANOVA + Tukey, Fig. 3.1.
 
-- Table 3.1: accuracy, precision, recall (support-weighted) and exact ROC AUC per model.
+- Table 3.1: accuracy, the positive class's (pneumothorax) precision and recall, and exact
+  ROC AUC per model.
 - Table 3.2: DiffGradCAM mean, std, min and max over the positive test images with a mask.
 - EHR AUC per model (mean ± std over the same images) and its bar chart
   (``figures/fig_3_2_ehr_auc.png``).
@@ -69,6 +70,7 @@ def write_report(out: Path, *, results: dict, test: dict, recipe, demo_note: str
     body = [f"Test images: {len(test['label'])}; Grad-CAM scored on "
               f"{document['positive_test_images_with_mask']} positive images with a mask.", "",
               "## Table 3.1 — classification (test split)", "",
+              "Precision and recall of the positive class (pneumothorax).", "",
               metrics.markdown_table(["Model", "Accuracy", "Precision", "Recall", "AUC"], [
                   [k, v["accuracy"], v["precision"], v["recall"], v["auc"]]
                   for k, v in table_31.items()]), "",
