@@ -35,7 +35,7 @@ def test_shipped_recipes_resolve_to_typed_recipes():
     # what a stage leaves out comes from [training] / [data], resolved once, here
     saliency = full.stages["saliency"]
     assert (saliency.epochs, saliency.learning_rate, saliency.optimizer,
-            saliency.batch_size) == (50, 1e-4, "adam", 8)
+            saliency.batch_size) == (50, 1e-4, "adam", 16)
     assert full.stages["unet_s"].label == "UNet" and full.stages["triplet"].label == "triplet"
     demo = resolve("mlmi2024", demo=True)  # what runs without --data
     assert demo.name == "mlmi2024-demo" and demo.stages["triplet"].run_eagerly is True
@@ -44,6 +44,52 @@ def test_shipped_recipes_resolve_to_typed_recipes():
     assert demo.parts["unet"].options["block"] == "res_se"
     vit = resolve("mlmi2023").stages["vit_small"]
     assert (vit.optimizer, vit.epochs) == ("sgd", 300)
+
+
+def test_the_studies_schedules():
+    """2023: a constant learning rate for the fixed epochs (§3.3.3). 2024: the authors' code
+    where the thesis is silent: per-stage batch sizes, x0.1 after 40 flat epochs back to the
+    best weights, an early stopping that cannot fire within 50 epochs."""
+    study_2023 = resolve("mlmi2023").training
+    assert study_2023.early_stopping_patience == 0 and study_2023.reduce_lr_patience == 0
+    study_2024 = resolve("mlmi2024")
+    t = study_2024.training
+    assert (t.reduce_lr_factor, t.reduce_lr_patience, t.reload_best_on_reduce) == (0.1, 40, True)
+    assert t.early_stopping_patience > t.epochs
+    sizes = {name: stage.batch_size for name, stage in study_2024.stages.items()}
+    assert {k: sizes[k] for k in ("triplet", "classifier", "saliency", "fusion", "mt_unet")} \
+        == {"triplet": 32, "classifier": 16, "saliency": 16, "fusion": 6, "mt_unet": 8}
+
+
+def test_plateau_schedule_drops_the_rate_and_goes_back_to_the_best_weights():
+    """Validation losses 5, 3, 4, 4, 4 with patience 3: the rate drops x0.1 after the third
+    epoch without a new best, and the weights return to those of epoch 1 (the best)."""
+    import keras
+    import numpy as np
+
+    from cxrkit.recipes.callbacks import PlateauSchedule
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    schedule = PlateauSchedule("val_loss", factor=0.1, patience=3, reload_best=True)
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    kernel = model.layers[0].kernel
+    seen = []
+    for epoch, loss in enumerate([5.0, 3.0, 4.0, 4.0, 4.0]):
+        kernel.assign(np.full((2, 1), float(epoch), "float32"))  # "training" moved it
+        logs = {"val_loss": loss}
+        schedule.on_epoch_end(epoch, logs)
+        seen.append(round(logs.get("learning_rate", 1e-3), 8))
+    assert seen == [1e-3, 1e-3, 1e-3, 1e-3, 1e-4]
+    np.testing.assert_array_equal(kernel.numpy(), np.full((2, 1), 1.0))  # epoch 1's weights
+    plain = PlateauSchedule("val_loss", factor=0.1, patience=1, reload_best=False)
+    plain.set_model(model)
+    plain.on_train_begin()
+    for epoch, loss in enumerate([2.0, 2.5]):
+        kernel.assign(np.full((2, 1), 7.0 + epoch, "float32"))
+        plain.on_epoch_end(epoch, {"val_loss": loss})
+    np.testing.assert_array_equal(kernel.numpy(), np.full((2, 1), 8.0))  # not reloaded
 
 
 def test_overrides_are_typed_and_checked():
@@ -140,7 +186,8 @@ def test_cli_rejects_bad_sets_before_any_work(tmp_path):
     assert shown.exit_code == 0, shown.output
     document = json.loads(shown.output)
     assert document["name"] == "mlmi2024-demo"
-    assert document["stages"]["fusion"]["batch_size"] == 12  # resolved from [data]
+    assert document["stages"]["fusion"]["batch_size"] == 12
+    assert document["stages"]["unet_s"]["batch_size"] == 12  # resolved from [data]
     listed = CliRunner().invoke(cli, ["recipe", "list"])
     assert "mlmi2024:" in listed.output
 

@@ -126,8 +126,9 @@ class _Size(click.ParamType):
               show_default=True, help="Count gaze points, or weight them by fixation duration.")
 @click.option("--test", type=click.IntRange(min=0), default=100, show_default=True,
               help="Images in the test split (whole patients).")
-@click.option("--val", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Images in the validation split (whole patients).")
+@click.option("--val", type=click.IntRange(min=0), default=None,
+              help="Images in the validation split (whole patients) [default: about 10 % of "
+                   "the images left after the test split].")
 @_conversion_options
 def egd_cxr(master_sheet, eye_gaze, fixations, images, size, sigma, weight, test, val, out,
             shards, workers, seed, strict, gzip):

@@ -68,12 +68,16 @@ def _image_input(part: keras.Model):
 
 
 def encoder_model(densenet: keras.Model, densenet_head: keras.Model) -> keras.Model:
-    """Stage 1: ``image -> {"embedding": GAP(block4) (1920), "logits": head(features)}``."""
+    """Stage 1: ``image -> {"embedding_map": block4 (stride 32, 1920), "embedding":
+    GAP(block4) (1920), "logits": head(features)}``. The triplet loss of the authors' code
+    works on the unpooled map; the pooled vector is the other option."""
     image = _image_input(densenet)
     maps = densenet(image)
+    embedding_map = keras.layers.Identity(name="embedding_map")(maps["block4"])
     embedding = keras.layers.GlobalAveragePooling2D(name="embedding")(maps["block4"])
     logits = keras.layers.Identity(name="logits")(densenet_head(maps["features"]))
-    return keras.Model(image, {"embedding": embedding, "logits": logits}, name="encoder")
+    return keras.Model(image, {"embedding_map": embedding_map, "embedding": embedding,
+                               "logits": logits}, name="encoder")
 
 
 def _is_dual(unet: keras.Model) -> bool:

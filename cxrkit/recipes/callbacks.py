@@ -2,7 +2,9 @@
 
 - :class:`SaliencyImages` writes the predicted saliency of fixed images to TensorBoard
   (``images/saliency``) after every epoch, beside the gaze truth written once;
-- :func:`hparams_callback` records the stage's hyper-parameters for the HParams plugin.
+- :func:`hparams_callback` records the stage's hyper-parameters for the HParams plugin;
+- :class:`PlateauSchedule` lowers the learning rate on a plateau of the monitored loss and,
+  as the MLMI 2024 authors' code does, can reload the best weights so far when it does.
 """
 
 from __future__ import annotations
@@ -44,6 +46,50 @@ class SaliencyImages(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.writer.close()
+
+
+class PlateauSchedule(keras.callbacks.Callback):
+    """ReduceLROnPlateau with an option to go back to the best weights at every drop.
+
+    After ``patience`` epochs in which ``monitor`` did not improve on its best, the learning
+    rate is multiplied by ``factor`` (not below ``min_lr``) and the wait starts again; with
+    ``reload_best`` the model's weights are first set back to those of the best epoch so far,
+    as the authors' ``train_judgetment`` reloads its best checkpoint at each drop. Without it,
+    this is Keras' ReduceLROnPlateau.
+    """
+
+    def __init__(self, monitor: str, *, factor: float, patience: int, min_lr: float = 0.0,
+                 reload_best: bool = False):
+        super().__init__()
+        self.monitor, self.factor, self.patience = monitor, factor, patience
+        self.min_lr, self.reload_best = min_lr, reload_best
+        self.best, self.best_weights, self.wait = np.inf, None, 0
+
+    def on_train_begin(self, logs=None):
+        self.best, self.best_weights, self.wait = np.inf, None, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        current = logs.get(self.monitor)
+        if current is None:
+            return
+        if current < self.best:
+            self.best, self.wait = float(current), 0
+            if self.reload_best:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        self.wait = 0
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        lowered = max(rate * self.factor, self.min_lr)
+        if lowered < rate:
+            self.model.optimizer.learning_rate = lowered
+            if self.reload_best and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
 
 
 def flatten(table: dict, prefix: str = "") -> dict:

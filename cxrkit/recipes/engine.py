@@ -8,8 +8,9 @@ The engine knows stages, not studies. For each enabled stage of a typed
    keep their BatchNorm statistics);
 2. trains it with the stage's optimiser (Adam or SGD), learning rate, epochs and batch size,
    under the chosen ``tf.distribute`` strategy; early stopping (best weights restored) and
-   ReduceLROnPlateau watch the validation loss (the training loss when there is no
-   validation split) when ``[training]`` sets their patience;
+   the plateau schedule (:class:`~cxrkit.recipes.callbacks.PlateauSchedule`, which can reload
+   the best weights at each drop) watch the validation loss (the training loss when there is
+   no validation split) when ``[training]`` sets their patience;
 3. saves the parts it trained (``stages/<name>/parts/<part>.keras``, also copied to
    ``parts/<part>.keras``, which always holds a part's latest version) and marks itself done
    (``stages/<name>/done.json`` with the checksums of its own part files).
@@ -45,7 +46,7 @@ from cxrkit.files import sha256_file, write_text_atomic
 from cxrkit.models import set_trainable
 from cxrkit.models.freeze import freeze_unused
 from cxrkit.recipes import losses
-from cxrkit.recipes.callbacks import SaliencyImages, hparams_callback
+from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_callback
 from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 from cxrkit.recipes.schema import Recipe, Stage
@@ -151,9 +152,9 @@ class Run:
                 monitor=monitor, patience=t.early_stopping_patience,
                 restore_best_weights=True))
         if t.reduce_lr_patience:
-            found.append(keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
-                min_lr=t.min_learning_rate))
+            found.append(PlateauSchedule(
+                monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
+                min_lr=t.min_learning_rate, reload_best=t.reload_best_on_reduce))
         found += [keras.callbacks.TensorBoard(str(logdir)),
                   hparams_callback(str(logdir), {**dataclasses.asdict(stage),
                                                  "training": dataclasses.asdict(t)})]

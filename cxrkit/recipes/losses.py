@@ -1,7 +1,7 @@
 """Stage losses: what each ``loss = {output = "name"}`` of a stage computes and is fed.
 
-- ``triplet``: :class:`cxrkit.losses.TripletLoss` on the output (the stage's ``margin`` and
-  ``triplet_strategy``), fed the label;
+- ``triplet``: :class:`cxrkit.losses.TripletLoss` on the output (the stage's ``margin``,
+  ``triplet_strategy`` and ``triplet_reduction``), fed the label;
 - ``cross_entropy``: sparse categorical cross-entropy on logits, fed the label (and tracked
   as accuracy);
 - ``kl``: :class:`cxrkit.losses.SaliencyKL` on the saliency map, fed the gaze heatmap;
@@ -39,7 +39,8 @@ LOSSES = Registry("loss", Loss)
 def _triplet(stage):
     from cxrkit.losses import TripletLoss
 
-    return TripletLoss(margin=stage.margin, strategy=stage.triplet_strategy)
+    return TripletLoss(margin=stage.margin, strategy=stage.triplet_strategy,
+                       reduction_over=stage.triplet_reduction)
 
 
 @LOSSES.register("cross_entropy", target="label", accuracy=True)

@@ -44,6 +44,7 @@ class Training:
     reduce_lr_patience: int = 0
     reduce_lr_factor: float = 0.1
     min_learning_rate: float = 0.0
+    reload_best_on_reduce: bool = False  # the 2024 authors' code: back to the best weights
     run_eagerly: bool = False
     jit_compile: bool = False
     mixed_precision: bool = False
@@ -77,6 +78,7 @@ class Stage:
     batches: str = "shuffled"
     margin: float = 1.0
     triplet_strategy: str = "all"
+    triplet_reduction: str = "sum"  # over the batch's triplets: "sum" (authors' code), "mean"
     evaluate: str = "none"
     precise_bn_batches: int = 0
 
@@ -88,6 +90,7 @@ INHERITED = {"epochs": ("training", "epochs"), "learning_rate": ("training", "le
 OPTIMIZERS = ("adam", "sgd")
 BATCHES = ("shuffled", "balanced")
 TRIPLET_STRATEGIES = ("all", "hard")
+TRIPLET_REDUCTIONS = ("sum", "mean")
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ def _stage(name: str, table: dict, raw: dict, parts: dict[str, Part]) -> Stage:
     _choice(stage.optimizer, OPTIMIZERS, f"{where}.optimizer")
     _choice(stage.batches, BATCHES, f"{where}.batches")
     _choice(stage.triplet_strategy, TRIPLET_STRATEGIES, f"{where}.triplet_strategy")
+    _choice(stage.triplet_reduction, TRIPLET_REDUCTIONS, f"{where}.triplet_reduction")
     for key in ("epochs", "learning_rate", "batch_size", "margin"):
         _positive(getattr(stage, key), f"{where}.{key}")
     if stage.precise_bn_batches < 0:

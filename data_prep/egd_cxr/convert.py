@@ -10,8 +10,9 @@ weighted by count or by fixation duration, blurred with ``sigma`` original pixel
 normalised to [0, 1] (:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value /
 65535). Label: ``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
 
-Split: ``test`` random images (the paper: 100), ``val`` more for validation, the rest train;
-whole patients are drawn, so a patient never spans two splits.
+Split: ``test`` random images (the paper: 100), ``val`` more for validation (by default about
+10 % of the rest: 98 of 983, as the authors' code validates on 10 %), the rest train; whole
+patients are drawn, so a patient never spans two splits.
 
 Records: ``image`` (PNG uint8), ``heatmap`` (PNG uint16), ``label`` (int64), ``image_id`` (bytes,
 the dicom_id), ``patient_id`` (bytes, the de-identified MIMIC subject id). No DICOM attribute is
@@ -45,6 +46,7 @@ from data_prep.records import (
 from data_prep.tables import open_table
 
 REQUIRED = ("dicom_id", "path", "patient_id", *DIAGNOSES)
+VALIDATION_SHARE = 0.1  # default validation split: of the images left after the test split
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def convert_egd_cxr(
     sigma: float = STUDY_SIGMA,
     weight: str = "count",
     test: int = 100,
-    val: int = 0,
+    val: int | None = None,
     shards: int | None = None,
     workers: int = 1,
     seed: int = 0,
@@ -197,7 +199,9 @@ def convert_egd_cxr(
         gaze_source: ``"eye_gaze"`` (raw samples) or ``"fixations"``; names what
             ``gaze_table`` holds, for the manifest.
         weight: ``"count"`` or ``"duration"`` (fixation duration, FPOGD).
-        test, val: images in the test and validation splits (whole patients).
+        test, val: images in the test and validation splits (whole patients); ``val=None``
+            is about 10 % of the images left after the test split (the authors' code
+            validates on 10 %; the thesis names no validation split).
     """
     master_sheet, gaze_table = os.fspath(master_sheet), os.fspath(gaze_table)
     images, out = os.fspath(images), os.fspath(out)
@@ -251,6 +255,8 @@ def convert_egd_cxr(
             skipped.add(job.source, result)
         else:
             kept[dicom_id] = Converted(label, job.source, result, patient)
+    if val is None:
+        val = round(VALIDATION_SHARE * max(len(kept) - test, 0))
     if len(kept) <= test + val:
         raise InputError(master_sheet, f"{len(kept)} usable images cannot fill --test {test} "
                                        f"and --val {val} and leave any for training")
