@@ -14,7 +14,8 @@ NETWORKS = {
     "mlmi2024": "the three-stage network: DenseNet201 + dual-encoder Res-SE-UNet + fusion head",
     "res_se_unet": "Res-SE-UNet alone (ablation of Table 4.2)",
     "unet": "standard UNet ('UNet S', Table 4.2)",
-    "mt_unet": "MT-UNet (Zhu et al. 2022): UNet + bottleneck classifier, uncertainty-weighted",
+    "mt_unet": "MT-UNet (Zhu et al. 2022): UNet + a classifier on the pooled bottleneck and "
+               "decoder, uncertainty-weighted",
 }
 
 
@@ -51,7 +52,7 @@ def describe(name: str, input_size: int | tuple[int, int] = 224, num_classes: in
                             "none": "random initialisation"}}
     if name in NETWORKS:
         from cxrkit.models.mlmi2024 import build_parts
-        from cxrkit.models.unet import build_unet
+        from cxrkit.models.unet import MultiTaskUNet, build_unet
 
         if name == "mlmi2024":
             parts = build_parts((rows, cols, 1), num_classes=3)
@@ -59,8 +60,8 @@ def describe(name: str, input_size: int | tuple[int, int] = 224, num_classes: in
         else:
             block = "res_se" if name == "res_se_unet" else "double_conv"
             classes = 3 if name == "mt_unet" else None
-            counts = {"unet": _count(build_unet((rows, cols, 1), block=block,
-                                                num_classes=classes))}
+            unet = build_unet((rows, cols, 1), block=block, num_classes=classes)
+            counts = {"unet": _count(MultiTaskUNet(unet) if classes else unet)}
         return {"name": name, "input_shape": [rows, cols, 1], "description": NETWORKS[name],
                 "parts": counts, "grad_cam_target": "densenet relu (final DenseNet201 "
                 "features)" if name == "mlmi2024" else None}

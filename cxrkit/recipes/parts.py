@@ -106,8 +106,8 @@ def _dense_head(ctx: PartContext, *, encoder: str = "densenet", **options):
                             name=ctx.name, **options)
 
 
-@BUILDERS.register("unet", options={"block": str, "filters": list, "dual_encoder": bool,
-                                    "encoder": str, "multitask": bool})
+@BUILDERS.register("unet", options={"block": str, "decoder_block": str, "filters": list,
+                                    "dual_encoder": bool, "encoder": str, "multitask": bool})
 def _unet(ctx: PartContext, *, dual_encoder: bool = False, encoder: str = "densenet",
           multitask: bool = False, **options):
     from cxrkit.models import MultiTaskUNet, build_unet

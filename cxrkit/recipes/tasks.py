@@ -2,7 +2,7 @@
 
 A stage maps the task's roles to parts (``parts = {densenet = "densenet", unet = "unet"}``):
 
-- ``encoder`` (densenet, densenet_head): ``encoder_model``; outputs embedding_map, embedding, logits;
+- ``encoder`` (densenet, densenet_head): ``encoder_model``; embedding_map, embedding, logits;
 - ``saliency`` (unet, + optional densenet for a dual encoder): ``saliency_model``; saliency;
 - ``fusion`` (densenet, unet, fusion): ``GazeDiagnosisNet``; logits, saliency;
 - ``mt_unet`` (unet: a ``multitask`` UNet part): the MT-UNet; saliency, logits;
