@@ -184,3 +184,16 @@ def test_check_weights_reports_coverage_and_architecture(tmp_path):
                                   "--model", "resnet18"])
     assert partial.exit_code == 1 and "weights do not fit the resnet18 backbone" \
         in partial.output
+
+
+def test_inception_resnet_v2_sees_minus_one_to_one():
+    """keras.applications' Inception-ResNet-v2 expects [-1, 1]: the classifier scales its
+    [0, 1] input inside (the other backbones take the records' values as they are)."""
+    model = build_classifier("inception_resnet_v2", num_classes=2, input_shape=(75, 75, 1))
+    x = np.random.default_rng(0).random((2, 75, 75, 1)).astype("float32")
+    rgb = np.repeat(x, 3, axis=-1) * 2.0 - 1.0
+    want = model.head(model.backbone(rgb, training=False))
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), np.asarray(want),
+                               rtol=1e-5, atol=1e-5)
+    assert build_classifier("resnet18", num_classes=2, input_shape=(32, 32, 1)).get_layer(
+        "input_scale").__class__.__name__ == "Identity"

@@ -44,6 +44,11 @@ class CxrClassifier(keras.Model):
         # === Layers ===
         self.backbone = backbone
         self.to_rgb = GrayscaleToRGB(name="grayscale_to_rgb")
+        # keras.applications' Inception-ResNet-v2 expects [-1, 1] (its preprocess_input); the
+        # other backbones take the records' values as they are, as the studies' code feeds them
+        self.input_scale = (keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")
+                            if spec.family == "inception_resnet"
+                            else keras.layers.Identity(name="input_scale"))
         self.pooler = (ClassToken(name="pooler") if spec.family == "vit"
                        else keras.layers.GlobalAveragePooling2D(name="pooler"))
         self.output_dropout = keras.layers.Dropout(dropout, name="output_dropout")
@@ -51,7 +56,7 @@ class CxrClassifier(keras.Model):
         # === Functional model ===
         rows, cols = backbone.input_shape[1:3]
         image = keras.Input((rows, cols, 1), name="image")
-        logits = self.head(backbone(self.to_rgb(image)))
+        logits = self.head(backbone(self.input_scale(self.to_rgb(image))))
         super().__init__(inputs=image, outputs=logits, **kwargs)
         # === Config ===
         self.num_classes, self.model_name, self.dropout = num_classes, model_name, dropout
@@ -73,7 +78,7 @@ class CxrClassifier(keras.Model):
         """
         if self not in _CAM_MODELS:
             image = keras.Input(self.input_shape[1:], name="image")
-            rgb = self.to_rgb(image)
+            rgb = self.input_scale(self.to_rgb(image))
             if get_spec(self.model_name).family == "vit":
                 target, sequence = vit_tap(self.backbone, rgb)
             else:

@@ -70,7 +70,12 @@ class PlateauSchedule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        current = logs.get(self.monitor)
+        self._step(logs.get(self.monitor))
+        # every epoch, as Keras' ReduceLROnPlateau does: the console and TensorBoard show it
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+
+    def _step(self, current) -> None:
         if current is None:
             return
         if current < self.best:
@@ -88,8 +93,6 @@ class PlateauSchedule(keras.callbacks.Callback):
             self.model.optimizer.learning_rate = lowered
             if self.reload_best and self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-            self.model.optimizer.learning_rate))
 
 
 def flatten(table: dict, prefix: str = "") -> dict:
