@@ -120,7 +120,7 @@ def test_header_values_that_do_not_parse_are_the_files_problem(tmp_path, old, ne
 
 @pytest.mark.parametrize("kind", ["real", "phantom"])
 def test_fuzzed_files_read_or_raise_the_input_error(request, tmp_path, kind):
-    """300 copies of a DICOM with random bytes changed (fixed seed): every read returns an image
+    """200 copies of a DICOM with random bytes changed (fixed seed): every read returns an image
     or raises InputError. A real SIIM-ACR file (skipped without ../shared/realdata) and a
     phantom JPEG Baseline file of the same layout."""
     if kind == "real":
@@ -133,7 +133,7 @@ def test_fuzzed_files_read_or_raise_the_input_error(request, tmp_path, kind):
     rng = np.random.default_rng(20261201)
     outcomes = {"image": 0, "InputError": 0}
     target = tmp_path / "fuzzed.dcm"
-    for _ in range(300):
+    for _ in range(200):
         data = bytearray(original)
         for _ in range(rng.integers(1, 9)):
             where = rng.integers(0, header) if rng.random() < 0.9 else rng.integers(len(data))
@@ -147,4 +147,4 @@ def test_fuzzed_files_read_or_raise_the_input_error(request, tmp_path, kind):
         else:
             assert pixels.ndim == 2 and pixels.dtype == np.float32
             outcomes["image"] += 1
-    assert outcomes["InputError"] > 50 and outcomes["image"] > 50, outcomes
+    assert outcomes["InputError"] > 40 and outcomes["image"] > 40, outcomes

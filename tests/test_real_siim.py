@@ -1,7 +1,7 @@
 """The real-data tier: real SIIM-ACR DICOMs and JPEG conversions, end to end.
 
 Skipped when ``../shared/realdata`` is absent. The 35 original DICOMs (JPEG Baseline, 8
-positive) and 200 positive 1024-px JPEGs named by ImageId are converted together at 96 px;
+positive) and 200 positive 1024-px JPEGs named by ImageId are converted together at 64 px;
 their masks are checked against an independent decode of the official RLE rows, their pixels
 against the source files; a model trained on them in the test scores and explains the real
 files; and the mlmi2023 study runs on them to its report.
@@ -17,9 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import cxrkit_command, quiet_env, sets
 
-SIZE = 96
+from cxrkit.cli import cli
+
+SIZE = 64
 
 
 def _decode_by_hand(rle: str, rows: int, cols: int) -> np.ndarray:
@@ -48,7 +51,7 @@ def _official_rows(table: Path) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def real(realdata, tmp_path_factory):
-    """The 235 real images converted at 96 px (DICOMs and JPEGs mixed in one folder tree)."""
+    """The 235 real images converted at 64 px (DICOMs and JPEGs mixed in one folder tree)."""
     root = tmp_path_factory.mktemp("real")
     images = root / "images"
     for kind, pattern in (("dicom", "*.dcm"), ("jpeg", "*.jpg")):
@@ -68,11 +71,11 @@ def real(realdata, tmp_path_factory):
 def test_a_partial_conversion_counts_the_absent_rows_in_one_line(real, tmp_path):
     """Converting only the DICOMs against the full table of both folders: the 200 JPEG rows
     are one summary line and a count in the manifest, not 200 skipped entries."""
-    result = subprocess.run(cxrkit_command(
+    result = CliRunner().invoke(cli, [
         "data", "siim-acr", "--images", str(real["images"] / "dicom"), "--rle",
         str(real["table"]), "--out", str(tmp_path / "out"), "--size", "32", "--subset", "all",
-        "--split", "1,0,0"), capture_output=True, text=True, env=quiet_env())
-    assert result.returncode == 0, result.stderr[-2000:]
+        "--split", "1,0,0"])
+    assert result.exit_code == 0, result.output[-2000:]
     assert "200 image(s) of the mask table have no file under --images: not converted " \
            "(counted in manifest.json)" in result.stdout
     assert "skipped: none" in result.stdout
@@ -178,23 +181,21 @@ def test_predict_and_explain_score_real_files(study_run, real, tmp_path):
     """The trained model scores and explains real DICOMs and JPEGs: one JSON line each."""
     files = sorted((real["images"] / "dicom").glob("*.dcm"))[:3] + sorted(
         (real["images"] / "jpeg").glob("*.jpg"))[:3]
-    explained = subprocess.run(cxrkit_command(
-        "explain", *map(str, files), "--model", str(study_run), "--out", str(tmp_path / "x")),
-        capture_output=True, text=True, env=quiet_env())
-    assert explained.returncode == 0, explained.stderr[-2000:]
+    runner = CliRunner()
+    explained = runner.invoke(cli, ["explain", *map(str, files), "--model", str(study_run),
+                                    "--out", str(tmp_path / "x")])
+    assert explained.exit_code == 0, explained.output[-2000:]
     lines = [json.loads(line) for line in explained.stdout.splitlines()]
     assert [Path(line["file"]).name for line in lines] == [f.name for f in files]
     for line in lines:
         assert set(line["probabilities"]) == {"healthy", "pneumothorax"}
         assert Path(line["overlay"]).is_file()
-    exported = subprocess.run(cxrkit_command(
-        "export", str(study_run), "--name", "siim", "--to", str(tmp_path / "models")),
-        capture_output=True, text=True, env=quiet_env())
-    assert exported.returncode == 0, exported.stderr[-2000:]
-    predicted = subprocess.run(cxrkit_command(
-        "predict", *map(str, files), "--model", str(tmp_path / "models" / "siim" / "1")),
-        capture_output=True, text=True, env=quiet_env())
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    exported = runner.invoke(cli, ["export", str(study_run), "--name", "siim", "--to",
+                                   str(tmp_path / "models")])
+    assert exported.exit_code == 0, exported.output[-2000:]
+    predicted = runner.invoke(cli, ["predict", *map(str, files), "--model",
+                                    str(tmp_path / "models" / "siim" / "1")])
+    assert predicted.exit_code == 0, predicted.output[-2000:]
     records = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [Path(r["file"]).name for r in records] == [f.name for f in files]
     for record, line in zip(records, lines, strict=True):  # the same model, two routes

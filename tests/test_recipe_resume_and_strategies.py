@@ -101,20 +101,27 @@ def test_distribution_strategies(strategy, replicas, egd_records, tmp_path):
 def test_a_run_that_failed_before_any_stage_restarts_cleanly(egd_records, tmp_path):
     """A missing weights file ends the run before its first stage; the same command again
     starts afresh instead of refusing the folder, and a run with progress is still kept."""
+    from click.testing import CliRunner
+
+    from cxrkit.cli import cli
+
     out = tmp_path / "run"
-    command = cxrkit_command("recipe", "run", "mlmi2024-demo", "--data", str(egd_records),
-                             "--out", str(out), "--models", "triplet",
-                             *sets(["parts.densenet.weights=/absent/densenet.weights.h5"]))
-    first = subprocess.run(command, capture_output=True, text=True, env=quiet_env())
-    assert first.returncode == 1 and (out / "run.json").is_file()
-    assert first.stderr.strip().splitlines()[-1] == (
+    command = ["recipe", "run", "mlmi2024-demo", "--data", str(egd_records), "--out", str(out),
+               "--models", "triplet",
+               *sets(["parts.densenet.weights=/absent/densenet.weights.h5"])]
+    first = CliRunner().invoke(cli, command)
+    assert first.exit_code == 1 and (out / "run.json").is_file()
+    assert first.output.strip().splitlines()[-1] == (
         "Error: /absent/densenet.weights.h5: weights not found (expected a keras-hub preset "
         "directory or a .weights.h5 file)")
-    again = subprocess.run(command, capture_output=True, text=True, env=quiet_env())
-    assert again.returncode == 1 and "already holds a run" not in again.stderr
+    again = CliRunner().invoke(cli, command)
+    assert again.exit_code == 1 and "already holds a run" not in again.output
     assert f"{out}: the run there stopped before any stage finished; starting it afresh" \
-        in again.stdout
+        in again.output
+    from cxrkit.errors import CxrkitError
+    from cxrkit.recipes import check_out, resolve
+
     (out / "stages" / "triplet").mkdir(parents=True)
     (out / "stages" / "triplet" / "done.json").write_text("{}")
-    refused = subprocess.run(command, capture_output=True, text=True, env=quiet_env())
-    assert refused.returncode == 1 and "already holds a run; pass --resume" in refused.stderr
+    with pytest.raises(CxrkitError, match="already holds a run; pass --resume"):
+        check_out(out, resolve("mlmi2024-demo"), resume=False)

@@ -5,9 +5,11 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import cxrkit_command, quiet_env
+from conftest import quiet_env
 
 from cxrkit.errors import InputError
 from data_prep.siim_acr.convert import convert_siim_acr, parse_split
@@ -20,29 +22,36 @@ def _digests(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+def convert_both(siim, egd, out, workers) -> None:
+    """Both converters on the phantoms into ``out``/siim-acr and ``out``/egd-cxr."""
+    from data_prep.egd_cxr.convert import convert_egd_cxr
+
+    siim, egd, out = Path(siim), Path(egd), Path(out)
+    convert_siim_acr(siim, siim / "train-rle.csv", out / "siim-acr", size=32, subset=None,
+                     shards=2, workers=int(workers))
+    convert_egd_cxr(egd / "master_sheet.csv", egd / "eye_gaze.csv", egd, out / "egd-cxr",
+                    target=(40, 32), test=2, val=2, workers=int(workers))
+
+
+ANOTHER_PROCESS = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                   "from test_records import convert_both; convert_both(*sys.argv[2:])")
+
+
 def test_reruns_are_byte_identical_across_processes_and_workers(siim_phantom, egd_phantom,
                                                                  tmp_path):
-    """The same conversion in two processes (other hash seeds, 1 and 2 workers) writes the
+    """The same conversions in two processes (other hash seeds, 1 and 2 workers) write the
     same bytes in every file: examples serialize their features in key order."""
     siim, _ = siim_phantom
     egd, _ = egd_phantom
-    for run, (workers, hash_seed) in enumerate(((1, "1"), (2, "2"))):
-        env = {**quiet_env(), "PYTHONHASHSEED": hash_seed}
-        for command in (
-            ["data", "siim-acr", "--images", str(siim), "--rle", str(siim / "train-rle.csv"),
-             "--subset", "all", "--size", "32", "--shards", "2"],
-            ["data", "egd-cxr", "--master-sheet", str(egd / "master_sheet.csv"),
-             "--eye-gaze", str(egd / "eye_gaze.csv"), "--images", str(egd), "--size", "40x32",
-             "--test", "2", "--val", "2"],
-        ):
-            out = tmp_path / f"{command[1]}-{run}"
-            subprocess.run(cxrkit_command(*command, "--out", str(out), "--workers",
-                                          str(workers)), env=env, check=True,
-                           capture_output=True)
+    convert_both(siim, egd, tmp_path / "0", 1)  # here, one worker
+    subprocess.run([sys.executable, "-c", ANOTHER_PROCESS, str(Path(__file__).parent),
+                    str(siim), str(egd), str(tmp_path / "1"), "2"],  # two workers there
+                   env={**quiet_env(), "PYTHONHASHSEED": "12345"}, check=True,
+                   capture_output=True)
     for dataset in ("siim-acr", "egd-cxr"):
-        first, second = _digests(tmp_path / f"{dataset}-0"), _digests(tmp_path / f"{dataset}-1")
+        first, second = _digests(tmp_path / "0" / dataset), _digests(tmp_path / "1" / dataset)
         assert len(first) >= 4 and first == second, dataset
-        manifest = json.loads((tmp_path / f"{dataset}-0" / "manifest.json").read_text())
+        manifest = json.loads((tmp_path / "0" / dataset / "manifest.json").read_text())
         assert {name: c["sha256"] for name, c in manifest["shard_checksums"].items()} == {
             name: digest for name, digest in first.items() if name != "manifest.json"}
 
