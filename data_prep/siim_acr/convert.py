@@ -281,15 +281,13 @@ def convert_siim_acr(
                                  "after skipping unreadable ones")
 
     ids = sorted(kept)
-    labels = [kept[i].label for i in ids]
     weights = parse_split(split, len(ids))
-    splits = dict(zip(SPLITS, stratified_split(labels, weights, rng), strict=True))
     counts, shard_names, checksums = write_splits(
-        out, splits,
-        lambda k: serialize({"image": kept[ids[k]].encoded.image_png,
-                             "mask": kept[ids[k]].encoded.target_png,
-                             "label": labels[k], "image_id": ids[k].encode()}),
-        lambda k: labels[k], CLASSES, shards=shards, compression=compression)
+        out, _splits(ids, [kept[i].label for i in ids], split, rng),
+        lambda i: serialize({"image": kept[i].encoded.image_png,
+                             "mask": kept[i].encoded.target_png,
+                             "label": kept[i].label, "image_id": i.encode()}),
+        lambda i: kept[i].label, CLASSES, shards=shards, compression=compression)
     manifest = {
         "dataset": "siim-acr",
         "classes": list(CLASSES),
