@@ -145,6 +145,13 @@ def test_overlays_and_grid():
                                                      "b": np.stack([heat, heat])},
                           masks=np.stack([mask, mask]))
     assert fig.dtype == np.uint8 and fig.shape[1] == 3 * (64 + 4) and fig.shape[2] == 3
+    # Fig. 3.1 outlines the segmentation in white, as the thesis does: every pixel the mask
+    # changes is white, and it changes each of the three columns
+    plain = comparison_grid(np.stack([image, image]), {"a": np.stack([heat, heat]),
+                                                       "b": np.stack([heat, heat])})
+    changed = (fig != plain).any(axis=-1)
+    assert (fig[changed] == 255).all()
+    assert all(changed[:, c * 68:(c + 1) * 68].sum() > 50 for c in range(3))
 
 
 def test_cam_mass_falls_inside_the_pneumothorax_of_a_trained_model(trained_siim_cnn):

@@ -82,13 +82,14 @@ def grid(rows: list[list[np.ndarray]], *, column_titles: list[str], pad: int = 2
 
 def comparison_grid(images: np.ndarray, heatmaps: dict[str, np.ndarray], *,
                     masks: np.ndarray | None = None, alpha: float = 0.4,
-                    colormap: str = "jet") -> np.ndarray:
+                    colormap: str = "jet", mask_color=(255, 255, 255)) -> np.ndarray:
     """The thesis' Fig. 3.1: rows = images, first column the image, then one column per model.
 
     Args:
         images: (N, H, W[, 1]) images.
         heatmaps: model name -> (N, H, W) maps in [0, 1].
-        masks: optional (N, H, W) ground-truth masks, outlined in green on every tile.
+        masks: optional (N, H, W) ground-truth masks, outlined on every tile in
+            ``mask_color`` (white, as the thesis' figure shows the manual segmentation).
     """
     rows = []
     for i, image in enumerate(images):
@@ -97,7 +98,7 @@ def comparison_grid(images: np.ndarray, heatmaps: dict[str, np.ndarray], *,
         tiles += [overlay(image, maps[i], alpha=alpha, colormap=colormap)
                   for maps in heatmaps.values()]
         if masks is not None:
-            tiles = [outline(t, masks[i]) for t in tiles]
+            tiles = [outline(t, masks[i], color=mask_color) for t in tiles]
         rows.append(tiles)
     return grid(rows, column_titles=["image", *heatmaps])
 

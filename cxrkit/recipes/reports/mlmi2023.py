@@ -7,8 +7,8 @@ ANOVA + Tukey, Fig. 3.1.
 - EHR AUC per model (mean ± std over the same images) and its bar chart
   (``figures/fig_3_2_ehr_auc.png``).
 - One-way ANOVA and Tukey HSD across models on the per-image DiffGradCAM values.
-- ``figures/fig_3_1_gradcam.png``: rows = positive test images with the mask outlined,
-  columns = the models' Grad-CAM overlays.
+- ``figures/fig_3_1_gradcam.png``: rows = three positive test images with the mask outlined in
+  white (the thesis' "three patient cases"), columns = the models' Grad-CAM overlays.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _stats(values: np.ndarray) -> dict:
 
 
 def write_report(out: Path, *, results: dict, test: dict, recipe, demo_note: str | None,
-                 trace: dict, grid_rows: int = 4, **_) -> dict:
+                 trace: dict, grid_rows: int = 3, **_) -> dict:
     """Writes metrics.json, report.md and figures/ for the Grad-CAM benchmark."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,8 @@ def write_report(out: Path, *, results: dict, test: dict, recipe, demo_note: str
               metrics.tukey_markdown(statistics) if statistics else
               "(needs at least two models with two or more scored images)", "",
               "## Figures", "", "- `figures/fig_3_1_gradcam.png` — Grad-CAM per model, mask "
-              "outlined in green", "- `figures/fig_3_2_ehr_auc.png` — EHR AUC per model", ""]
+              "outlined in white (three cases, as the thesis' figure)",
+              "- `figures/fig_3_2_ehr_auc.png` — EHR AUC per model", ""]
     write_markdown(out, f"{recipe.name} — Grad-CAM reliability benchmark", body,
                    demo_note=demo_note, trace=trace)
     return document
