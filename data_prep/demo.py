@@ -5,8 +5,9 @@ records folder to the recipe engine, which itself never generates data. Keys of 
 
 - ``siim-acr``: ``images``, ``size`` (phantom side), ``target`` (record side), ``split``,
   ``seed``;
-- ``egd-cxr``: ``images``, ``size`` (phantom rows), ``target`` ([rows, cols]), ``sigma``
-  (gaze sigma in phantom pixels), ``test``, ``val``, ``seed``.
+- ``egd-cxr``: ``images``, ``size`` (phantom rows), ``target`` ([rows, cols]), ``canvas``
+  ([rows, cols] of the centring canvas in phantom pixels, the study's 3200 x 2560 scaled to
+  the phantom), ``sigma`` (gaze sigma in phantom pixels), ``test``, ``val``, ``seed``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from cxrkit.errors import CxrkitError
 
 KEYS = {"siim-acr": ("images", "size", "target", "split", "seed"),
-        "egd-cxr": ("images", "size", "target", "sigma", "test", "val", "seed")}
+        "egd-cxr": ("images", "size", "target", "canvas", "sigma", "test", "val", "seed")}
 
 
 def prepare_demo_records(dataset: str, demo: dict, folder: Path, echo=print) -> Path:
@@ -49,6 +50,7 @@ def prepare_demo_records(dataset: str, demo: dict, folder: Path, echo=print) -> 
         generate_egd_cxr(raw, n=demo["images"], size=demo["size"], seed=demo["seed"],
                          show_progress=True)
         convert_egd_cxr(raw / "master_sheet.csv", raw / "eye_gaze.csv", raw, records,
-                        target=tuple(demo["target"]), sigma=demo["sigma"], test=demo["test"],
+                        target=tuple(demo["target"]), canvas=tuple(demo["canvas"]),
+                        sigma=demo["sigma"], test=demo["test"],
                         val=demo["val"], seed=demo["seed"], show_progress=True)
     return records

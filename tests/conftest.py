@@ -114,7 +114,7 @@ def egd_records(tmp_path_factory):
     generate_egd_cxr(raw, n=36, size=96, seed=0)
     out = tmp_path_factory.mktemp("egd_records")
     convert_egd_cxr(raw / "master_sheet.csv", raw / "eye_gaze.csv", raw, out, target=(32, 32),
-                    sigma=3.0, test=9, val=6, seed=0)
+                    canvas=(96, 96), sigma=3.0, test=9, val=6, seed=0)
     return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cxrkit.errors import InputError
-from cxrkit.preprocessing import Geometry
+from cxrkit.preprocessing import EgdCxrPreprocessing
 from data_prep.egd_cxr.convert import convert_egd_cxr
 from data_prep.egd_cxr.heatmap import gaze_heatmap
 from data_prep.phantom.egd_cxr import generate_egd_cxr
@@ -19,10 +19,12 @@ tf = pytest.importorskip("tensorflow")
 from cxrkit.data import load  # noqa: E402
 
 TARGET = (64, 48)
+CANVAS = (160, 120)  # the study's canvas scaled to the ~160-row phantoms: wide ones are cropped
+PRE = EgdCxrPreprocessing(TARGET, "centre", CANVAS)
 
 
 def _convert(src, out, gaze="eye_gaze.csv", **kwargs):
-    params = {"target": TARGET, "test": 2, "val": 2, "seed": 0, "sigma": 20.0}
+    params = {"target": TARGET, "canvas": CANVAS, "test": 2, "val": 2, "seed": 0, "sigma": 20.0}
     return convert_egd_cxr(Path(src) / "master_sheet.csv", Path(src) / gaze, src, out,
                            **{**params, **kwargs})
 
@@ -43,6 +45,7 @@ def test_round_trip_and_heatmap_peaks_on_the_finding(egd_phantom, tmp_path):
     manifest, examples = _examples(tmp_path)
     assert set(examples) == {i.dicom_id for i in items}
     assert manifest["features"]["heatmap"]["dtype"] == "uint16"
+    padded = 0
     for item in items:
         _, e = examples[item.dicom_id]
         assert int(e["label"]) == ("Normal", "CHF", "pneumonia").index(item.diagnosis)
@@ -50,14 +53,17 @@ def test_round_trip_and_heatmap_peaks_on_the_finding(egd_phantom, tmp_path):
         image, heat = e["image"].numpy()[..., 0], e["heatmap"].numpy()[..., 0]
         assert image.shape == heat.shape == TARGET
         assert image.min() == 0.0 and image.max() == 1.0 and heat.max() == 1.0
-        rows, cols = Geometry(item.shape, TARGET).region
-        assert not heat[rows:].any() and not heat[:, cols:].any()  # the padding stays empty
+        rows, cols = PRE.geometry(item.shape).covered
+        padding = np.ones(TARGET, bool)
+        padding[rows, cols] = False
+        assert not heat[padding].any() and not image[padding].any()
+        padded += int(padding.any())
         if item.diagnosis != "Normal":
-            finding = cv2.resize(item.finding.astype(np.uint8), (cols, rows),
-                                 interpolation=cv2.INTER_NEAREST)
-            finding = cv2.dilate(finding, np.ones((5, 5), np.uint8)).astype(bool)
+            finding = PRE.geometry(item.shape).resample(item.finding) > 0.25
+            finding = cv2.dilate(finding.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             peak = np.unravel_index(np.argmax(heat), heat.shape)
             assert finding[peak], (item.diagnosis, peak)
+    assert padded >= 3  # the shorter phantoms leave canvas padding around them
 
 
 def test_patients_never_span_splits(tmp_path):
@@ -88,8 +94,8 @@ def test_fixations_weighted_by_duration(egd_phantom, tmp_path):
         mine = [r for r in rows if r["DICOM_ID"] == item.dicom_id]
         x, y, d = (np.array([float(r[k]) for r in mine])
                    for k in ("X_ORIGINAL", "Y_ORIGINAL", "FPOGD"))
-        weighted = gaze_heatmap(x, y, d, item.shape, target=TARGET, sigma=20.0)
-        counted = gaze_heatmap(x, y, None, item.shape, target=TARGET, sigma=20.0)
+        weighted = gaze_heatmap(x, y, d, PRE.geometry(item.shape), sigma=20.0)
+        counted = gaze_heatmap(x, y, None, PRE.geometry(item.shape), sigma=20.0)
         stored = examples[item.dicom_id][1]["heatmap"].numpy()[..., 0]
         np.testing.assert_allclose(stored, weighted, atol=1 / 65535)
         if np.abs(weighted - counted).max() > 0.05:  # durations vary enough to matter

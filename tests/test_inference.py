@@ -37,8 +37,8 @@ def _convert_siim(src, out):
 
 def _convert_egd(src, out):
     convert_egd_cxr(Path(src) / "master_sheet.csv", Path(src) / "eye_gaze.csv", src, out,
-                    target=(40, 32), test=0, val=0, sigma=20.0)
-    return EgdCxrPreprocessing((40, 32)), "dicom_id"
+                    target=(40, 32), canvas=(160, 128), test=0, val=0, sigma=20.0)
+    return EgdCxrPreprocessing((40, 32), canvas=(160, 128)), "dicom_id"
 
 
 @pytest.mark.parametrize(("phantom", "convert"), [("siim_phantom", _convert_siim),
@@ -60,11 +60,14 @@ def test_prepare_reproduces_the_training_inputs_bit_for_bit(phantom, convert, re
 
 def test_preprocessing_config_round_trips_and_names_unknown_conventions():
     for pre in (SiimAcrPreprocessing((64, 48), clip_limit=3.0, tiles=4),
-                EgdCxrPreprocessing((40, 32))):
+                EgdCxrPreprocessing((40, 32), "fit"),
+                EgdCxrPreprocessing((40, 32), canvas=(9, 7))):
         again = from_config(json.loads(json.dumps(pre.get_config())))
         assert again == pre and type(again) is type(pre)
     assert SiimAcrPreprocessing(64).get_config() == {"name": "siim-acr", "size": [64, 64],
                                                      "clip_limit": 2.0, "tiles": 8}
+    assert EgdCxrPreprocessing().get_config() == {"name": "egd-cxr", "size": [640, 512],
+                                                  "placement": "centre", "canvas": [3200, 2560]}
     with pytest.raises(CxrkitError, match="unknown preprocessing 'nih'; known: egd-cxr, siim-acr"):
         from_config({"name": "nih", "size": [8, 8]})
     with pytest.raises(CxrkitError, match="preprocessing 'egd-cxr'"):

@@ -91,7 +91,7 @@ def test_rotation_and_flip_match_scipy(flip):
 def test_balanced_batches(egd_phantom, tmp_path):
     src, _ = egd_phantom
     convert_egd_cxr(src / "master_sheet.csv", src / "eye_gaze.csv", src, tmp_path,
-                    target=(32, 24), test=0, val=0)
+                    target=(32, 24), canvas=(160, 120), test=0, val=0)
     for batch in load(tmp_path, "train", batch_size=6, balanced=True, seed=0).take(4):
         counts = np.bincount(batch["label"].numpy(), minlength=3)
         assert (counts >= 2).all(), counts

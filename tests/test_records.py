@@ -30,7 +30,8 @@ def convert_both(siim, egd, out, workers) -> None:
     convert_siim_acr(siim, siim / "train-rle.csv", out / "siim-acr", size=32, subset=None,
                      shards=2, workers=int(workers))
     convert_egd_cxr(egd / "master_sheet.csv", egd / "eye_gaze.csv", egd, out / "egd-cxr",
-                    target=(40, 32), test=2, val=2, workers=int(workers))
+                    target=(40, 32), canvas=(160, 128), test=2, val=2,
+                    workers=int(workers))
 
 
 ANOTHER_PROCESS = ("import sys; sys.path.insert(0, sys.argv[1]); "

@@ -29,6 +29,7 @@ from cxrkit.serving import export_model, predict_local
 
 EGD = ("Normal", "CHF", "pneumonia")
 SIZE = (32, 32)
+CANVAS = (160, 160)  # the study's 3200 x 2560 scaled to the ~160-row phantoms
 
 
 def _softmax(z):
@@ -55,8 +56,9 @@ def exported(tmp_path_factory):
     for name, model in models.items():
         (root / name).mkdir()
         model.save(root / name / "model.keras")
-        ModelCard(EgdCxrPreprocessing(SIZE), EGD, task="mlmi2024" if name == "mlmi2024" else
-                  "classifier").save(card_path(root / name / "model.keras"))
+        task = "mlmi2024" if name == "mlmi2024" else "classifier"
+        ModelCard(EgdCxrPreprocessing(SIZE, canvas=CANVAS), EGD, task=task).save(
+            card_path(root / name / "model.keras"))
         folders[name] = export_model(root / name, name, to=root / "saved_models")
     return root, models, folders
 
@@ -135,8 +137,9 @@ def _encoded(egd_phantom, tmp_path):
     return [tmp_path / "a.png", tmp_path / "b.jpg"]
 
 
-def test_bytes_preprocessing_matches_training(egd_phantom, tmp_path):
-    pre = EgdCxrPreprocessing((40, 32))
+@pytest.mark.parametrize("placement", ["centre", "fit"])
+def test_bytes_preprocessing_matches_training(egd_phantom, tmp_path, placement):
+    pre = EgdCxrPreprocessing((40, 32), placement, canvas=(160, 128))  # crops the wider ones
     for path in _encoded(egd_phantom, tmp_path):
         graph = pre.from_bytes(tf.constant([path.read_bytes()])).numpy()[0]
         python = pre.prepare(read_image(path))
@@ -150,7 +153,7 @@ def test_bytes_signature_with_png_and_jpeg(exported, egd_phantom, tmp_path):
     loaded = tf.saved_model.load(str(folders["mlmi2024"]))
     out = loaded.signatures["predict_image_bytes"](
         image_bytes=tf.constant([p.read_bytes() for p in paths]))
-    pre = EgdCxrPreprocessing(SIZE)
+    pre = EgdCxrPreprocessing(SIZE, canvas=CANVAS)
     want = models["mlmi2024"].predict(np.stack([pre.prepare(read_image(p)) for p in paths]),
                                       verbose=0)
     assert np.abs(out["probabilities"].numpy() - _softmax(want["logits"])).max() < 1e-3

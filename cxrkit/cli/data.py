@@ -120,6 +120,13 @@ class _Size(click.ParamType):
               help="MIMIC-CXR root that the master sheet's path column is relative to.")
 @click.option("--size", type=_Size(), default="640x512", show_default=True,
               help="Stored image and heatmap size, rows x columns.")
+@click.option("--placement", type=click.Choice(["centre", "fit"]), default="centre",
+              show_default=True,
+              help="centre: each image centred unscaled on a fixed --canvas, cropped where it "
+                   "overflows, the canvas resampled to --size (the authors' code); fit: scaled "
+                   "to fit --size, padded bottom/right.")
+@click.option("--canvas", type=_Size(), default="3200x2560", show_default=True,
+              help="The centring canvas in original pixels, rows x columns.")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Gaussian sigma in original pixels [default: 75.5, the study's 501-px kernel].")
 @click.option("--weight", type=click.Choice(["count", "duration"]), default="count",
@@ -130,8 +137,8 @@ class _Size(click.ParamType):
               help="Images in the validation split (whole patients) [default: about 10 % of "
                    "the images left after the test split].")
 @_conversion_options
-def egd_cxr(master_sheet, eye_gaze, fixations, images, size, sigma, weight, test, val, out,
-            shards, workers, seed, strict, gzip):
+def egd_cxr(master_sheet, eye_gaze, fixations, images, size, placement, canvas, sigma, weight,
+            test, val, out, shards, workers, seed, strict, gzip):
     """Convert raw EGD-CXR (master sheet, gaze, MIMIC-CXR DICOMs) to TFRecords + heatmaps."""
     from data_prep.egd_cxr.convert import convert_egd_cxr
     from data_prep.egd_cxr.heatmap import STUDY_SIGMA
@@ -141,9 +148,9 @@ def egd_cxr(master_sheet, eye_gaze, fixations, images, size, sigma, weight, test
     manifest = convert_egd_cxr(
         master_sheet, eye_gaze or fixations, images, out,
         gaze_source="eye_gaze" if eye_gaze else "fixations", target=size,
-        sigma=sigma or STUDY_SIGMA, weight=weight, test=test, val=val, shards=shards,
-        workers=workers, seed=seed, strict=strict, compression="GZIP" if gzip else None,
-        show_progress=True)
+        placement=placement, canvas=canvas, sigma=sigma or STUDY_SIGMA, weight=weight,
+        test=test, val=val, shards=shards, workers=workers, seed=seed, strict=strict,
+        compression="GZIP" if gzip else None, show_progress=True)
     _report(manifest, out)
 
 

@@ -1,12 +1,13 @@
 """Raw EGD-CXR (master sheet, gaze table, MIMIC-CXR DICOMs) to sharded TFRecords.
 
 Per image (``master_sheet.csv`` row): the DICOM at ``<images>/<path>`` is read and stored as
-the ``egd-cxr`` convention defines (:class:`cxrkit.preprocessing.EgdCxrPreprocessing`: padded
-to the target aspect ratio, resampled to ``target``, 640 x 512 by default, min-max scaled to
-[0, 1] per image, 8-bit PNG). The static gaze heatmap comes from the
-raw 60 Hz samples (``eye_gaze.csv``, the 2024 study's choice) or from ``fixations.csv``, points
-weighted by count or by fixation duration, blurred with ``sigma`` original pixels (default
-75.5, the study's 501-pixel kernel), mapped with the same pad and resample as the image and
+the ``egd-cxr`` convention defines (:class:`cxrkit.preprocessing.EgdCxrPreprocessing`: centred
+on the authors' fixed 3200 x 2560 canvas, or scaled to fit (``placement``), resampled to
+``target``, 640 x 512 by default, min-max scaled to [0, 1] per image, 8-bit PNG). The static
+gaze heatmap comes from the raw 60 Hz samples (``eye_gaze.csv``, the 2024 study's choice) or
+from ``fixations.csv``, points weighted by count or by fixation duration, blurred with
+``sigma`` original pixels (default 75.5, the study's 501-pixel kernel), mapped with the same
+placement and resample as the image and
 normalised to [0, 1] (:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value /
 65535). Label: ``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
 
@@ -28,9 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxrkit.errors import InputError
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import sha256_file
 from cxrkit.preprocessing import EgdCxrPreprocessing, read_dicom
+from cxrkit.preprocessing.egd_cxr import STUDY_CANVAS
 from data_prep.egd_cxr.columns import DIAGNOSES
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap
 from data_prep.pipeline import SkipLog, run_jobs
@@ -144,8 +146,8 @@ def _prepare(job: _Job) -> Encoded | str:
         return err.problem
     weights = job.gaze.duration if job.weight == "duration" else None
     try:
-        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights, pixels.shape,
-                            target=job.preprocessing.size, sigma=job.sigma)
+        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights,
+                            job.preprocessing.geometry(pixels.shape), sigma=job.sigma)
     except ValueError as err:
         return str(err)
     scale = job.preprocessing.target_scale
@@ -182,6 +184,8 @@ def convert_egd_cxr(
     *,
     gaze_source: str = "eye_gaze",
     target: tuple[int, int] = TARGET,
+    placement: str = "centre",
+    canvas: tuple[int, int] = STUDY_CANVAS,
     sigma: float = STUDY_SIGMA,
     weight: str = "count",
     test: int = 100,
@@ -198,6 +202,9 @@ def convert_egd_cxr(
     Args:
         gaze_source: ``"eye_gaze"`` (raw samples) or ``"fixations"``; names what
             ``gaze_table`` holds, for the manifest.
+        placement, canvas: where each image lands on the ``target`` grid
+            (:class:`cxrkit.preprocessing.Geometry`): ``"centre"`` on a fixed ``canvas`` of
+            native pixels (the authors' code, 3200 x 2560), or ``"fit"``.
         weight: ``"count"`` or ``"duration"`` (fixation duration, FPOGD).
         test, val: images in the test and validation splits (whole patients); ``val=None``
             is about 10 % of the images left after the test split (the authors' code
@@ -210,7 +217,10 @@ def convert_egd_cxr(
     if not os.path.isdir(images):
         raise InputError(images, "image folder (the MIMIC-CXR root) not found")
     check_size("--size", *target)
-    preprocessing = EgdCxrPreprocessing(target)
+    try:
+        preprocessing = EgdCxrPreprocessing(target, placement, canvas)
+    except ValueError as err:
+        raise CxrkitError(f"--placement/--canvas: {err}") from None
     skipped = SkipLog(strict)
     with open_table(master_sheet, "the master sheet") as handle:
         reader = csv.DictReader(handle)
@@ -295,7 +305,8 @@ def convert_egd_cxr(
         "shards": shard_names,
         "shard_checksums": checksums,
         "parameters": {
-            "target": list(target), "sigma": sigma, "weight": weight,
+            "target": list(target), "placement": placement, "canvas": list(canvas),
+            "sigma": sigma, "weight": weight,
             "gaze_source": gaze_source, "test": test, "val": val, "seed": seed,
             "shards": shards,
         },

@@ -1,18 +1,18 @@
-"""Static gaze heatmaps and the image geometry they share, for the MLMI 2024 study.
+"""Static gaze heatmaps for the MLMI 2024 study, on the images' own geometry.
 
-Geometry: the ``egd-cxr`` convention's (:class:`cxrkit.preprocessing.Geometry`): an original
-``(rows, cols)`` image is zero-padded at the bottom / right to the target aspect ratio (the
-study pads to 3200 x 2560 and keeps every fifth pixel to get 640 x 512) and resampled to the
-target size. The stored images and :func:`gaze_heatmap` use the same mapping, so a fixation on
-a structure lands on that structure in both.
+Geometry: the ``egd-cxr`` convention's (:class:`cxrkit.preprocessing.Geometry`; by default the
+authors' fixed 3200 x 2560 canvas with the image centred, or ``fit``: scaled to fit and padded
+bottom / right). The stored images and :func:`gaze_heatmap` use the same mapping, so a
+fixation on a structure lands on that structure in both.
 
-The study's heatmap recipe (:func:`reference_heatmap`, the MT-UNet code): count gaze samples per
-native pixel, blur with a 501-pixel Gaussian kernel (OpenCV sigma 0, i.e. sigma = 75.5 px),
-divide by the max, pad, subsample and min-max normalise. :func:`gaze_heatmap` computes the same
-map on the target grid directly: each point is splatted bilinearly at its scaled position and
-blurred there with the scaled sigma and the same reflect-101 border, which costs a few
-milliseconds instead of a second (``benchmarks/bench_heatmap.py`` measures speed and the
-correlation with the reference).
+The study's heatmap recipe (:func:`reference_heatmap`, the authors' ``Data/hzhu_data_raw.py``):
+count gaze samples per native pixel, blur with a 501-pixel Gaussian kernel (OpenCV sigma 0,
+i.e. sigma = 75.5 px), divide by the max, place on the canvas, keep every k-th pixel and
+min-max normalise. :func:`gaze_heatmap` computes the same map on the target grid directly:
+each point is splatted bilinearly at its target position (pixel centres aligned as in the
+area-averaged image) and blurred there with the scaled sigma and the same reflect-101 border
+at the image's edges, which costs a few milliseconds instead of a second
+(``benchmarks/bench_heatmap.py`` measures speed and the correlation with the reference).
 """
 
 from __future__ import annotations
@@ -41,15 +41,14 @@ def on_image(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray
 
 
 def gaze_heatmap(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
-                 shape: tuple[int, int], *, target: tuple[int, int] = TARGET,
-                 sigma: float = STUDY_SIGMA) -> np.ndarray:
-    """A static gaze heatmap on the target grid, float32 in [0, 1].
+                 geometry: Geometry, *, sigma: float = STUDY_SIGMA) -> np.ndarray:
+    """A static gaze heatmap on ``geometry``'s target grid, float32 in [0, 1].
 
     Args:
         x, y: original-pixel column / row of each gaze sample or fixation; points off the
             image are dropped.
         weights: per-point weight (e.g. fixation duration), ``None`` to count points.
-        shape: the original image's (rows, cols).
+        geometry: the image's placement (``EgdCxrPreprocessing.geometry(shape)``).
         sigma: Gaussian sigma in original pixels.
 
     Raises:
@@ -57,47 +56,56 @@ def gaze_heatmap(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
             non-negative and of positive sum.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    keep = on_image(x, y, shape)
+    keep = on_image(x, y, geometry.shape)
     if not keep.any():
         raise ValueError("no gaze point falls on the image")
     weights = np.ones(keep.sum()) if weights is None else np.asarray(weights, float)[keep]
     if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
         raise ValueError("the gaze points on the image need finite, non-negative weights "
                          "with a positive sum (durations all 0?)")
-    geometry = Geometry(shape, target)
-    rows, cols = geometry.region
-    # Native pixel i sits at coarse position i * scale; splat each point over its 4 neighbours.
-    cx, cy = x[keep] * geometry.scale, y[keep] * geometry.scale
+    rows, cols = geometry.footprint
+    (sy, sx), (oy, ox) = geometry.scale, geometry.origin
+    # Native pixel centre i + 0.5 lands at target i' + 0.5 = (i + 0.5) * s, measured from the
+    # footprint's anchor floor(origin); splat each point over its 4 neighbours (one margin
+    # pixel on each side catches the splats that straddle the edge).
+    cx = (x[keep] + 0.5) * sx - 0.5 + ox % 1 + 1
+    cy = (y[keep] + 0.5) * sy - 0.5 + oy % 1 + 1
     x0, y0 = np.floor(cx).astype(int), np.floor(cy).astype(int)
     fx, fy = cx - x0, cy - y0
-    grid = np.zeros((rows + 1, cols + 1), np.float64)
+    grid = np.zeros((rows + 3, cols + 3), np.float64)
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
-            np.add.at(grid, (np.minimum(y0 + dy, rows), np.minimum(x0 + dx, cols)),
+            np.add.at(grid, (np.clip(y0 + dy, 0, rows + 2), np.clip(x0 + dx, 0, cols + 2)),
                       weights * wy * wx)
-    grid = grid[:rows, :cols].astype(np.float32)
-    blurred = cv2.GaussianBlur(grid, (0, 0), sigma * geometry.scale,
+    grid = grid[1: rows + 1, 1: cols + 1].astype(np.float32)
+    blurred = cv2.GaussianBlur(grid, (0, 0), sigmaX=sigma * sx, sigmaY=sigma * sy,
                                borderType=cv2.BORDER_REFLECT_101)
-    return min_max(geometry.place(blurred))
+    return min_max(geometry.paste(blurred))
 
 
-def reference_heatmap(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], *,
-                      target: tuple[int, int] = TARGET, ksize: int = STUDY_KERNEL) -> np.ndarray:
+def reference_heatmap(x: np.ndarray, y: np.ndarray, geometry: Geometry, *,
+                      ksize: int = STUDY_KERNEL, sampling: str = "stride") -> np.ndarray:
     """The study's recipe at native resolution (slow; the yardstick for :func:`gaze_heatmap`).
 
     Counts points per native pixel, blurs with a ``ksize`` Gaussian kernel (sigma from OpenCV's
-    rule), divides by the max, then samples the native pixel under each target pixel of the
-    image region (for a 3200 x 2560 canvas that is exactly the study's "keep every fifth
-    pixel"), pads with zeros and min-max normalises.
+    rule), divides by the max, then puts the map on the target grid: ``sampling="stride"``
+    takes the native pixel at each target pixel's canvas position (for the 3200 x 2560 canvas
+    and 640 x 512, exactly the authors' "keep every fifth pixel"); ``"area"`` area-averages,
+    as cxrkit resamples the images. Zero outside the image; min-max normalised.
     """
     x, y = np.asarray(x), np.asarray(y)
-    keep = on_image(x, y, shape)
-    counts = np.zeros(shape, np.float32)
+    keep = on_image(x, y, geometry.shape)
+    counts = np.zeros(geometry.shape, np.float32)
     np.add.at(counts, (y[keep].astype(int), x[keep].astype(int)), 1.0)
     blurred = cv2.GaussianBlur(counts, (ksize, ksize), 0)
     blurred /= blurred.max()
-    geometry = Geometry(shape, target)
-    rows, cols = geometry.region
-    row_index = np.minimum(np.round(np.arange(rows) / geometry.scale).astype(int), shape[0] - 1)
-    col_index = np.minimum(np.round(np.arange(cols) / geometry.scale).astype(int), shape[1] - 1)
-    return min_max(geometry.place(blurred[np.ix_(row_index, col_index)]))
+    if sampling == "area":
+        return min_max(geometry.resample(blurred))
+    if sampling != "stride":
+        raise ValueError(f"sampling must be 'stride' or 'area', got {sampling!r}")
+    index = [np.round((np.arange(t) - o) / s).astype(int)
+             for t, o, s in zip(geometry.target, geometry.origin, geometry.scale, strict=True)]
+    inside = [(i >= 0) & (i < n) for i, n in zip(index, geometry.shape, strict=True)]
+    sampled = blurred[np.ix_(np.clip(index[0], 0, geometry.shape[0] - 1),
+                             np.clip(index[1], 0, geometry.shape[1] - 1))]
+    return min_max(sampled * np.outer(*inside))
