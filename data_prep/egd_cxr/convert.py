@@ -7,9 +7,8 @@ on the authors' fixed 3200 x 2560 canvas, or scaled to fit (``placement``), resa
 gaze heatmap comes from the raw 60 Hz samples (``eye_gaze.csv``, the 2024 study's choice) or
 from ``fixations.csv``, points weighted by count or by fixation duration, blurred with
 ``sigma`` original pixels (default 75.5, the study's 501-pixel kernel), mapped with the same
-placement and resample as the image and
-normalised to [0, 1] (:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value /
-65535). Label: ``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
+placement and resample as the image and normalised to [0, 1]
+(:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value / 65535). Label: ``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
 
 Split: ``test`` random images (the paper: 100), ``val`` more for validation (by default about
 10 % of the rest: 98 of 983, as the authors' code validates on 10 %), the rest train; whole
