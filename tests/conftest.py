@@ -81,7 +81,8 @@ def trained_siim_cnn(tmp_path_factory):
 # (DenseNet201's own widths are pinned by the model tests), one or two epochs a stage, run
 # eagerly (tracing a training graph costs more than a few tiny eager steps; the model tests
 # run the stage models' compiled training steps).
-MLMI2024_TINY = ["demo.images=36", "demo.size=96", "demo.target=[32, 32]", "demo.sigma=3.0",
+MLMI2024_TINY = ["demo.images=36", "demo.size=96", "demo.target=[32, 32]",
+                 "demo.canvas=[96, 96]", "demo.sigma=3.0",
                  "demo.test=9", "demo.val=6", "data.batch_size=6", "stages.triplet.epochs=1",
                  "stages.classifier.epochs=1", "stages.saliency.epochs=2",
                  "stages.fusion.epochs=2", "stages.unet_s.epochs=1",

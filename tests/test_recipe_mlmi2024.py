@@ -122,7 +122,75 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
     assert "AUC (micro) | AUC (macro)" in report
     for figure in ("fig_4_2_examples.png", "roc_curves.png"):
         assert cv2.imread(str(out / "figures" / figure)) is not None
+        assert f"](figures/{figure})" in report
     assert (out / "saved_models" / "mlmi2024" / "1" / "saved_model.pb").is_file()
     card = json.loads((out / "model.card.json").read_text())
-    assert card == {"preprocessing": {"name": "egd-cxr", "size": [32, 32]},
+    assert card == {"preprocessing": {"name": "egd-cxr", "size": [32, 32], "placement": "centre",
+                                      "canvas": [96, 96]},
                     "class_names": ["Normal", "CHF", "pneumonia"], "task": "mlmi2024"}
+
+
+def test_fig_4_2_grad_cam_comes_from_the_stage_1b_classifier(mlmi2024_run):
+    """Fig. 4.2's Grad-CAM column is the stage-1b DenseNet201 classifier's, on dense block 4,
+    for the predicted class (the authors' cam_densenet.py): recomputed here from the saved
+    parts with an eager GradientTape, against what the report's Grad-CAM function gives."""
+    import keras
+    import tensorflow as tf
+
+    from cxrkit.models import encoder_model
+    from cxrkit.recipes import resolve
+    from cxrkit.recipes.evaluate import load_test_split
+    from cxrkit.recipes.reports.mlmi2024 import gradcam_maps
+
+    out, _, _ = mlmi2024_run
+    document = json.loads((out / "metrics.json").read_text())
+    figure = document["fig_4_2"]
+    stages = json.loads((out / "run.json").read_text())["recipe"]["stages"]
+    mt_unet = [stages["mt_unet"]["label"]] if stages["mt_unet"]["enabled"] else []
+    assert figure["columns"] == ["image", "gaze (truth)", stages["saliency"]["label"],
+                                 *mt_unet, "Grad-CAM"]
+    assert "stage classifier" in document["gradcam_source"]
+    assert "embedding_map" in document["gradcam_source"]
+    if not mt_unet:
+        assert "MT-UNet (stage mt_unet is disabled in this profile)" in (
+            out / "report.md").read_text()
+    test = load_test_split(out / "data" / "records")
+    densenet = keras.saving.load_model(out / "parts" / "densenet.keras")
+    head = keras.saving.load_model(out / "parts" / "densenet_head.keras")
+    block4 = densenet(tf.constant(test["image"]), training=False)["block4"]
+    # the head reads `features` = relu(bn(block4)): differentiate the predicted class's logit
+    # with respect to block4 through that path
+    taps = densenet.get_layer("densenet201")
+    with tf.GradientTape() as tape:
+        tape.watch(block4)
+        logits = head(taps.get_layer("relu")(taps.get_layer("bn")(block4, training=False)),
+                      training=False)
+        chosen = tf.gather(logits, tf.argmax(logits, axis=1), batch_dims=1)
+    grads = tape.gradient(chosen, block4).numpy()
+    cam = np.maximum((grads.mean(axis=(1, 2), keepdims=True) * block4.numpy()).sum(-1), 0)
+    rows, cols = test["image"].shape[1:3]
+    want = np.stack([cv2.resize(((m - m.min()) / (m.max() - m.min()) if m.max() > m.min()
+                                 else np.zeros_like(m)).astype(np.float32), (cols, rows),
+                                interpolation=cv2.INTER_LINEAR) for m in cam])
+    recipe = resolve("mlmi2024", demo=True)
+    got, _ = gradcam_maps(recipe, {"classifier": encoder_model(densenet, head)}, test)
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    degenerate = int((want.reshape(len(want), -1).max(axis=1) <= 0).sum())
+    for metric in ("kl", "cc", "hs"):  # a map that is zero everywhere is not scored
+        assert document["gradcam_vs_gaze"][metric]["undefined"] >= degenerate
+
+
+def test_report_html_in_a_real_browser(mlmi2024_run, tmp_path):
+    """The demo's report.html: every image decodes, no console error, the gallery has every
+    test image and its class filter shows exactly that class."""
+    from browser import inspect_page
+
+    out, _, _ = mlmi2024_run
+    seen = inspect_page(out / "report.html", tmp_path)
+    test_images = json.loads((out / "metrics.json").read_text())["test_images"]
+    assert seen["undecoded"] == [] and seen["images"] > 2 * test_images, seen
+    assert seen["errors"] == [] and seen["console"] == []
+    assert seen["cards"] == test_images
+    for name in ("Normal", "CHF", "pneumonia"):
+        assert seen["filters"][name] and set(seen["filters"][name]) == {name}
+    assert sum(len(seen["filters"][n]) for n in ("Normal", "CHF", "pneumonia")) == test_images

@@ -1,6 +1,6 @@
-"""Heatmap overlays and the model-comparison grid of the MLMI 2023 thesis (Fig. 3.1).
-
-All images come back as uint8 RGB arrays; :func:`save_png` writes one.
+"""Heatmap overlays as uint8 RGB arrays (the per-image files of ``cxrkit explain`` and
+``cxrkit predict``, the report gallery's tiles); :func:`save_png` writes one. The reports'
+figures are drawn with matplotlib (:mod:`cxrkit.figures`).
 """
 
 from __future__ import annotations
@@ -55,52 +55,6 @@ def outline(rgb: np.ndarray, mask: np.ndarray, color=(0, 255, 0), thickness: int
     out = rgb.copy()
     cv2.drawContours(out, contours, -1, color, thickness)
     return out
-
-
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    band = np.full((18, tile.shape[1], 3), 255, np.uint8)
-    cv2.putText(band, text[: max(tile.shape[1] // 7, 1)], (2, 13), cv2.FONT_HERSHEY_SIMPLEX,
-                0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([band, tile], axis=0)
-
-
-def grid(rows: list[list[np.ndarray]], *, column_titles: list[str], pad: int = 2):
-    """Lays uint8 RGB tiles out in a grid (rows of equal length) under one title per column."""
-    if any(len(r) != len(column_titles) for r in rows):
-        raise ValueError("every row needs one tile per column title")
-    h, w = rows[0][0].shape[:2]
-
-    def place(tile):
-        tile = cv2.resize(tile, (w, h)) if tile.shape[:2] != (h, w) else tile
-        return np.pad(tile, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
-
-    lines = [np.concatenate([_label(place(t), title)
-                             for t, title in zip(rows[0], column_titles, strict=True)], axis=1)]
-    lines += [np.concatenate([place(t) for t in row], axis=1) for row in rows[1:]]
-    return np.concatenate(lines, axis=0)
-
-
-def comparison_grid(images: np.ndarray, heatmaps: dict[str, np.ndarray], *,
-                    masks: np.ndarray | None = None, alpha: float = 0.4,
-                    colormap: str = "jet", mask_color=(255, 255, 255)) -> np.ndarray:
-    """The thesis' Fig. 3.1: rows = images, first column the image, then one column per model.
-
-    Args:
-        images: (N, H, W[, 1]) images.
-        heatmaps: model name -> (N, H, W) maps in [0, 1].
-        masks: optional (N, H, W) ground-truth masks, outlined on every tile in
-            ``mask_color`` (white, as the thesis' figure shows the manual segmentation).
-    """
-    rows = []
-    for i, image in enumerate(images):
-        gray = to_gray_uint8(image)
-        tiles = [np.repeat(gray[..., None], 3, axis=-1)]
-        tiles += [overlay(image, maps[i], alpha=alpha, colormap=colormap)
-                  for maps in heatmaps.values()]
-        if masks is not None:
-            tiles = [outline(t, masks[i], color=mask_color) for t in tiles]
-        rows.append(tiles)
-    return grid(rows, column_titles=["image", *heatmaps])
 
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:

@@ -19,7 +19,7 @@ the TensorFlow methods import it when called.
 """
 
 from cxrkit.preprocessing.base import PREPROCESSING, Preprocessing, from_config, register
-from cxrkit.preprocessing.egd_cxr import EgdCxrPreprocessing, Geometry
+from cxrkit.preprocessing.egd_cxr import STUDY_CANVAS, EgdCxrPreprocessing, Geometry
 from cxrkit.preprocessing.intensity import clahe, min_max, to_uint8
 from cxrkit.preprocessing.raw_files import (
     DICOM_SUFFIXES,
@@ -30,6 +30,7 @@ from cxrkit.preprocessing.raw_files import (
 )
 from cxrkit.preprocessing.siim_acr import SiimAcrPreprocessing
 
-__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "PREPROCESSING", "EgdCxrPreprocessing",
-           "Geometry", "Preprocessing", "SiimAcrPreprocessing", "clahe", "from_config",
-           "min_max", "read_dicom", "read_dicom_uid", "read_image", "register", "to_uint8"]
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "PREPROCESSING", "STUDY_CANVAS",
+           "EgdCxrPreprocessing", "Geometry", "Preprocessing", "SiimAcrPreprocessing", "clahe",
+           "from_config", "min_max", "read_dicom", "read_dicom_uid", "read_image", "register",
+           "to_uint8"]

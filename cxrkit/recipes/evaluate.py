@@ -75,7 +75,9 @@ def saliency(model, outputs: dict, test: dict, class_names: list[str]) -> dict:
 def gradcam_against_masks(model, outputs: dict, test: dict, class_names: list[str], *,
                           positive: int = 1, batch_size: int = 16, steps: int = 100) -> dict:
     """Grad-CAM of the positive class on every positive test image with a mask: per image
-    DiffGradCAM and EHR AUC, and the maps."""
+    DiffGradCAM and EHR AUC, and the maps. A map that is zero everywhere (no positive
+    gradient-weighted evidence anywhere) explains nothing: its two values are NaN, counted
+    as degenerate by the report, never averaged in as 0."""
     from cxrkit.explain import grad_cam
 
     masks = test["mask"][..., 0] > 0.5
@@ -86,10 +88,12 @@ def gradcam_against_masks(model, outputs: dict, test: dict, class_names: list[st
     maps = np.concatenate([grad_cam(model, test["image"][chosen[i:i + batch_size]],
                                     class_index=positive)
                            for i in range(0, len(chosen), batch_size)])
-    return {"gradcam_images": chosen, "gradcam_maps": maps,
-            "diff_gradcam": np.asarray(metrics.diff_gradcam(maps, masks[chosen]), np.float64),
-            "ehr_auc": np.asarray(metrics.ehr_auc(maps, masks[chosen], steps=steps),
-                                  np.float64)}
+    degenerate = maps.reshape(len(maps), -1).max(axis=1) <= 0
+    diff = np.asarray(metrics.diff_gradcam(maps, masks[chosen]), np.float64)
+    ehr = np.asarray(metrics.ehr_auc(maps, masks[chosen], steps=steps), np.float64)
+    diff[degenerate] = ehr[degenerate] = np.nan
+    return {"gradcam_images": chosen, "gradcam_maps": maps, "diff_gradcam": diff,
+            "ehr_auc": ehr}
 
 
 EVALUATIONS = Registry("evaluation", lambda function: (function,))

@@ -130,6 +130,7 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
         echo(f"SavedModel for TensorFlow Serving: {folder}")
     document = REPORTS[recipe.report.layout](
         out, results=results, test=test, final_model=final_model, recipe=recipe,
+        stage_models={name: stage_model(stage, run.parts) for name, stage in stages.items()},
         class_names=run.class_names, demo_note=note, trace=trace)
     echo(f"report: {out / 'report.md'}; metrics: {out / 'metrics.json'}; "
          f"model: {out / 'model.keras'}")

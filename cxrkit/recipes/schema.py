@@ -102,11 +102,16 @@ class Export:
 
 @dataclass(frozen=True)
 class Report:
-    """``[report]``: the study layout and the reference stages of its tables ("" for none)."""
+    """``[report]``: the study layout and the reference stages of its tables ("" for none);
+    the stage whose Grad-CAM the report shows (``gradcam_stage``, on its declared target or
+    ``gradcam_layer``) and the saliency stages that get a column in the example figure."""
 
     layout: str
     classification_reference: str = ""
     saliency_reference: str = ""
+    gradcam_stage: str = ""
+    gradcam_layer: str = ""
+    figure_saliency: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -309,11 +314,15 @@ def parse(raw: dict) -> Recipe:
     if not stages:
         raise CxrkitError("recipe: no stages")
     report = Report(**_fields(Report, _table(raw, "report", "recipe"), "report"))
+    report = dataclasses.replace(report, figure_saliency=tuple(report.figure_saliency))
     REPORTS.lookup(report.layout, "report.layout")
-    for key in ("classification_reference", "saliency_reference"):
+    for key in ("classification_reference", "saliency_reference", "gradcam_stage"):
         value = getattr(report, key)
         if value and value not in stages:
             raise CxrkitError(f"recipe: report.{key} names unknown stage {value!r}")
+    for value in report.figure_saliency:
+        if value not in stages:
+            raise CxrkitError(f"recipe: report.figure_saliency names unknown stage {value!r}")
     export = Export(**_fields(Export, raw.get("export", {}), "export"))
     return Recipe(data=data, training=training, parts=parts, stages=stages, report=report,
                   export=export, **header)

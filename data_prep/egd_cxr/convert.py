@@ -8,7 +8,8 @@ gaze heatmap comes from the raw 60 Hz samples (``eye_gaze.csv``, the 2024 study'
 from ``fixations.csv``, points weighted by count or by fixation duration, blurred with
 ``sigma`` original pixels (default 75.5, the study's 501-pixel kernel), mapped with the same
 placement and resample as the image and normalised to [0, 1]
-(:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value / 65535). Label: ``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
+(:mod:`data_prep.egd_cxr.heatmap`); it is stored as a 16-bit PNG (value / 65535). Label:
+``Normal`` 0, ``CHF`` 1, ``pneumonia`` 2 from the one-hot columns.
 
 Split: ``test`` random images (the paper: 100), ``val`` more for validation (by default about
 10 % of the rest: 98 of 983, as the authors' code validates on 10 %), the rest train; whole
@@ -30,8 +31,7 @@ import numpy as np
 
 from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import sha256_file
-from cxrkit.preprocessing import EgdCxrPreprocessing, read_dicom
-from cxrkit.preprocessing.egd_cxr import STUDY_CANVAS
+from cxrkit.preprocessing import STUDY_CANVAS, EgdCxrPreprocessing, read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap
 from data_prep.pipeline import SkipLog, run_jobs

@@ -6,9 +6,14 @@
 - Table 4.2: KL, CC and HS (mean ± std over test images) for every saliency stage, with the
   two-sided paired t-test p-value of each against the reference stage (the proposed model),
   image by image.
-- Grad-CAM of the final model against the gaze maps with the same saliency metrics.
+- Grad-CAM against the gaze maps with the same saliency metrics, from ``[report]
+  gradcam_stage`` (the study: the stage-1b DenseNet201 classifier, target dense block 4, as
+  the authors' ``Module/cam_densenet.py``).
 - ``figures/fig_4_2_examples.png``: example test images of each class — image, gaze truth,
-  predicted saliency, Grad-CAM; ``figures/roc_curves.png``: one-vs-rest ROC curves.
+  the predicted maps of ``[report] figure_saliency`` (ours, MT-UNet), Grad-CAM; a column whose
+  stage did not run is omitted and the report says so. ``figures/roc_curves.png``:
+  one-vs-rest ROC curves of the classification reference.
+- ``report.html``: the same page with the figures inline and a gallery of every test case.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from cxrkit import metrics
-from cxrkit.explain import grad_cam, grid, overlay, save_png
-from cxrkit.explain.overlay import to_gray_uint8
-from cxrkit.plots import line_chart
+from cxrkit.explain import grad_cam
+from cxrkit.figures import Panel, panel_grid, roc_figure, save_figure
 from cxrkit.recipes.evaluate import SALIENCY_METRICS, per_image, summarise
-from cxrkit.recipes.reports.common import trace_summary, write_markdown
+from cxrkit.recipes.reports.common import trace_summary, write_pages
+from cxrkit.recipes.reports.html import Case, gallery_html, overlay_tile
 
 
 def _fmt(summary: dict | None) -> str:
@@ -79,41 +84,88 @@ def table_4_2(results: dict, tests: dict) -> str:
                                    "p (HS)"], rows)
 
 
-def gradcam_vs_gaze(model, test: dict) -> tuple[np.ndarray, dict]:
-    """Grad-CAM maps of the final model and their KL/CC/HS against the gaze maps."""
-    maps = grad_cam(model, test["image"])
+def gradcam_maps(recipe, stage_models: dict, test: dict) -> tuple[np.ndarray | None, str]:
+    """Grad-CAM of the predicted class on the test images from ``[report] gradcam_stage`` (on
+    ``gradcam_layer`` when set), and what made them; (None, why) when that stage did not run."""
+    name = recipe.report.gradcam_stage
+    if not name:
+        return None, "no Grad-CAM stage is named in [report]"
+    if name not in stage_models:
+        return None, f"stage {name} is disabled in this profile"
+    maps = np.concatenate([
+        grad_cam(stage_models[name], test["image"][i:i + 16],
+                 layer=recipe.report.gradcam_layer or None)
+        for i in range(0, len(test["image"]), 16)])
+    label = recipe.stages[name].label
+    target = recipe.report.gradcam_layer or "its declared target"
+    return maps, f"{label} (stage {name}; target {target}; predicted class)"
+
+
+def against_gaze(maps: np.ndarray, test: dict) -> tuple[dict, dict]:
+    """Per-image KL/CC/HS of ``maps`` against the gaze maps, and their summaries. A map that
+    is zero everywhere explains nothing: it is undefined for all three, not scored."""
+    degenerate = maps.reshape(len(maps), -1).max(axis=1) <= 0
     values = {k: per_image(f, np.maximum(maps[..., None], 1e-6), test["heatmap"])
               for k, f in SALIENCY_METRICS.items()}
-    return maps, {k: summarise(v) for k, v in values.items()}
+    for v in values.values():
+        v[degenerate] = np.nan
+    return values, {k: summarise(v) for k, v in values.items()}
 
 
-def example_figure(test: dict, saliency: np.ndarray, cams: np.ndarray | None,
-                   class_names: list[str], per_class: int = 2) -> np.ndarray:
-    """Fig. 4.2: rows = examples of each class; image | gaze | predicted saliency | Grad-CAM
-    (the last column only when the final model classifies)."""
-    rows = []
-    for c in range(len(class_names)):
-        for i in np.flatnonzero(test["label"] == c)[:per_class]:
-            gray = to_gray_uint8(test["image"][i])
-            heat = test["heatmap"][i, ..., 0]
-            sal = saliency[i, ..., 0] / max(float(saliency[i].max()), 1e-12)
-            row = [np.repeat(gray[..., None], 3, -1),
-                   overlay(test["image"][i], heat / max(float(heat.max()), 1e-12)),
-                   overlay(test["image"][i], sal)]
-            rows.append(row if cams is None else [*row, overlay(test["image"][i], cams[i])])
-    titles = ["image", "gaze truth", "predicted"] + ([] if cams is None else ["Grad-CAM"])
-    return grid(rows, column_titles=titles)
+def _normalised(heat: np.ndarray) -> np.ndarray:
+    heat = np.asarray(heat, np.float32).squeeze()
+    return heat / max(float(heat.max()), 1e-12)
 
 
-def roc_figure(labels: np.ndarray, probs: np.ndarray, class_names: list[str], title: str):
-    series = {}
+def example_cases(test: dict, per_class: int = 2) -> list[int]:
+    """The Fig. 4.2 rows: the first ``per_class`` test images of each class."""
+    classes = np.unique(test["label"])
+    return [int(i) for c in classes for i in np.flatnonzero(test["label"] == c)[:per_class]]
+
+
+def example_figure(test: dict, chosen: list[int], columns: dict[str, np.ndarray],
+                   row_titles: list[str]):
+    """Fig. 4.2: rows = ``chosen`` test images; image | gaze truth | one column per map in
+    ``columns`` (title -> (N, H, W[, 1]) maps over the whole test split)."""
+    rows = [[Panel(test["image"][i]), Panel(test["image"][i], _normalised(test["heatmap"][i])),
+             *(Panel(test["image"][i], _normalised(maps[i])) for maps in columns.values())]
+            for i in chosen]
+    return panel_grid(rows, column_titles=["image", "gaze (truth)", *columns],
+                      row_titles=row_titles)
+
+
+def roc_curves(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
+    """One-vs-rest ROC curves, "class (AUC x)" -> (fpr, tpr), for classes present and absent
+    in the labels."""
+    curves = {}
     for c, name in enumerate(class_names):
         if 0 < (labels == c).sum() < len(labels):
             fpr, tpr = metrics.roc_curve((labels == c).astype(int), probs[:, c])
             auc = metrics.roc_auc((labels == c).astype(int), probs[:, c])
-            series[f"{name} (AUC {auc:.3f})"] = (fpr, tpr)
-    return line_chart(series, title=title, xlabel="false positive rate",
-                      ylabel="true positive rate", diagonal=True)
+            curves[f"{name} (AUC {auc:.3f})"] = (fpr, tpr)
+    return curves
+
+
+def gallery(test: dict, class_names: list[str], *, probs: np.ndarray | None,
+            columns: dict[str, np.ndarray], per_image_metrics: dict[str, dict]) -> str:
+    """The report page's case gallery: every test image with its gaze truth, each map of
+    ``columns``, the true and predicted class, the probabilities and each map's KL/CC/HS."""
+    cases = []
+    for i in range(len(test["label"])):
+        tiles = {"image": overlay_tile(test["image"][i], None),
+                 "gaze (truth)": overlay_tile(test["image"][i], _normalised(test["heatmap"][i]))}
+        tiles.update({title: overlay_tile(test["image"][i], _normalised(maps[i]))
+                      for title, maps in columns.items()})
+        numbers = {}
+        if probs is not None:
+            numbers.update({f"P({n})": float(probs[i, c]) for c, n in enumerate(class_names)})
+        for title, values in per_image_metrics.items():
+            numbers.update({f"{k.upper()} {title}": float(v[i]) for k, v in values.items()})
+        predicted = None if probs is None else class_names[int(np.argmax(probs[i]))]
+        name = test["image_id"][i].decode() if "image_id" in test else f"test image {i}"
+        cases.append(Case(name, class_names[int(test["label"][i])], predicted, tiles, numbers))
+    return gallery_html(cases, class_names, note="Every test image; a red frame marks a wrong "
+                        "prediction. Maps are normalised per image.")
 
 
 def _jsonable(results: dict) -> dict:
@@ -121,48 +173,75 @@ def _jsonable(results: dict) -> dict:
     return {name: {k: r[k] for k in keep if k in r} for name, r in results.items()}
 
 
-def write_report(out: Path, *, results: dict, test: dict, final_model, recipe,
-                 class_names: list[str], demo_note: str | None, trace: dict) -> dict:
-    """Writes metrics.json, report.md and figures/; returns the metrics document."""
+def write_report(out: Path, *, results: dict, test: dict, final_model, stage_models: dict,
+                 recipe, class_names: list[str], demo_note: str | None, trace: dict) -> dict:
+    """Writes metrics.json, report.md, report.html and figures/; returns the metrics
+    document."""
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     cls_ref = recipe.report.classification_reference or None
     sal_ref = recipe.report.saliency_reference or None
     tests = paired_tests(results, sal_ref)
-    cams, cam_summary = (gradcam_vs_gaze(final_model, test) if hasattr(final_model, "cam_model")
-                         else (None, None))
+    cams, cam_source = gradcam_maps(recipe, stage_models, test)
     final = results.get(cls_ref, {})
-    saliency = results.get(sal_ref, {}).get("predicted_saliency")
-    if isinstance(final_model.output, dict) and "saliency" in final_model.output:
-        saliency = final_model.predict(test["image"], verbose=0)["saliency"]
-    if saliency is not None:
-        save_png(figures / "fig_4_2_examples.png",
-                 example_figure(test, saliency, cams, class_names))
-    if "probabilities" in final:
-        save_png(figures / "roc_curves.png",
-                 roc_figure(test["label"], final["probabilities"], class_names,
-                            f"ROC, one vs rest: {final['label']}"))
+    probs = final.get("probabilities")
+    columns, missing, per_image_metrics = {}, [], {}
+    for name in recipe.report.figure_saliency:
+        if "predicted_saliency" in results.get(name, {}):
+            columns[results[name]["label"]] = results[name]["predicted_saliency"]
+            per_image_metrics[results[name]["label"]] = results[name]["per_image"]
+        else:
+            missing.append(f"{recipe.stages[name].label} (stage {name} is disabled in this "
+                           "profile)")
+    cam_summary = None
+    if cams is not None:
+        columns["Grad-CAM"] = cams
+        per_image_metrics["Grad-CAM"], cam_summary = against_gaze(cams, test)
+    else:
+        missing.append(f"Grad-CAM ({cam_source})")
+    chosen = example_cases(test)
+    if columns and chosen:
+        titles = [f"{class_names[int(test['label'][i])]}" + (
+            "" if probs is None else f"\npredicted {class_names[int(np.argmax(probs[i]))]} "
+            f"({float(np.max(probs[i])):.2f})") for i in chosen]
+        save_figure(example_figure(test, chosen, columns, titles),
+                    figures / "fig_4_2_examples.png")
+    if probs is not None:
+        save_figure(roc_figure(roc_curves(test["label"], probs, class_names),
+                               title=f"ROC, one vs rest: {final['label']}"),
+                    figures / "roc_curves.png")
     document = {"recipe": recipe.name, "demo": demo_note is not None,
                 "test_images": int(len(test["label"])), "stages": _jsonable(results),
                 "paired_ttests_vs_reference": {"reference": sal_ref, "tests": tests},
-                "gradcam_vs_gaze": cam_summary,
+                "gradcam_vs_gaze": cam_summary, "gradcam_source": cam_source,
+                "fig_4_2": {"rows": [int(i) for i in chosen],
+                            "columns": ["image", "gaze (truth)", *columns],
+                            "omitted": missing},
                 "trace": trace_summary(trace)}
     (out / "metrics.json").write_text(json.dumps(document, indent=2) + "\n")
     counts = ", ".join(f"{n}: {int((test['label'] == i).sum())}"
                        for i, n in enumerate(class_names))
+    omitted = ([f"Omitted from Fig. 4.2 and the gallery: {'; '.join(missing)}.", ""]
+               if missing else [])
     body = [f"Test images: {len(test['label'])} ({counts}).",
-              "", "## Table 4.1 — diagnosis", "", table_4_1(results, class_names), "",
-              "## Table 4.2 — gaze saliency", "",
-              f"p: two-sided paired t-test against "
-              f"{results[sal_ref]['label'] if sal_ref in results else 'the reference'}, "
-              "per test image.", "", table_4_2(results, tests), "",
-              "## Grad-CAM of the final model against the gaze maps", "",
-              metrics.markdown_table(["Map", "KL ↓", "CC ↑", "HS ↑"],
-                                     [["Grad-CAM", *(_fmt(cam_summary[k])
-                                                     for k in SALIENCY_METRICS)]])
-              if cam_summary else "(the final model does not classify)", "",
-              "## Figures", "", "- `figures/fig_4_2_examples.png` — image, gaze truth, "
-              "predicted saliency, Grad-CAM", "- `figures/roc_curves.png` — ROC curves", ""]
-    write_markdown(out, f"{recipe.name} — run report", body, demo_note=demo_note,
-                   trace=trace)
+            "", "## Table 4.1 — diagnosis", "", table_4_1(results, class_names), "",
+            "## Table 4.2 — gaze saliency", "",
+            f"p: two-sided paired t-test against "
+            f"{results[sal_ref]['label'] if sal_ref in results else 'the reference'}, "
+            "per test image.", "", table_4_2(results, tests), "",
+            "## Grad-CAM against the gaze maps", "",
+            f"Grad-CAM from {cam_source}.", "",
+            metrics.markdown_table(["Map", "KL ↓", "CC ↑", "HS ↑"],
+                                   [["Grad-CAM", *(_fmt(cam_summary[k])
+                                                   for k in SALIENCY_METRICS)]])
+            if cam_summary else "(not computed)", "",
+            "## Figures", "", *omitted]
+    if columns and chosen:
+        body += ["![Fig. 4.2 — examples of each class: image, gaze truth, "
+                 f"{', '.join(columns)}](figures/fig_4_2_examples.png)", ""]
+    if probs is not None:
+        body += [f"![ROC curves, one vs rest: {final['label']}](figures/roc_curves.png)", ""]
+    write_pages(out, f"{recipe.name} — run report", body, demo_note=demo_note, trace=trace,
+                gallery=gallery(test, class_names, probs=probs, columns=columns,
+                                per_image_metrics=per_image_metrics))
     return document
