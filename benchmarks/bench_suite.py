@@ -18,24 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from timing import best_time
+from timing import SLOW_MACHINE_CALIBRATION_S, calibration
 
 ROOT = Path(__file__).resolve().parents[1]
-SLOW_MACHINE_CALIBRATION_S = 1.64
 GOAL_S = 360.0
-
-
-def calibration() -> float:
-    """Seconds of one compiled DenseNet201 forward pass on 16 images at 224 px."""
-    import numpy as np
-    import tensorflow as tf
-
-    from cxrkit.models import build_backbone
-
-    model = build_backbone("densenet201", image_size=224)
-    forward = tf.function(lambda x: model(x, training=False))
-    images = tf.constant(np.random.default_rng(0).random((16, 224, 224, 3), "float32"))
-    return best_time(lambda: forward(images).numpy(), 5, warmup=True)
 
 
 def main() -> None:

@@ -1,4 +1,10 @@
-"""Shared timing helper of the benchmark scripts (run them as ``python benchmarks/NAME.py``)."""
+"""Shared timing helpers of the benchmark scripts (run them as ``python benchmarks/NAME.py``).
+
+Machines of our kind differ up to 4x in speed, so a time goal is checked as a ratio to
+:func:`calibration` — one compiled DenseNet201 forward pass on 16 images at 224 px (best of 5
+after a warm-up) — which took :data:`SLOW_MACHINE_CALIBRATION_S` on the slowest 2-core machine
+we know of.
+"""
 
 from __future__ import annotations
 
@@ -16,3 +22,19 @@ def best_time(function, repeats: int, *, warmup: bool = False) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+SLOW_MACHINE_CALIBRATION_S = 1.64
+
+
+def calibration() -> float:
+    """Seconds of one compiled DenseNet201 forward pass on 16 images at 224 px."""
+    import numpy as np
+    import tensorflow as tf
+
+    from cxrkit.models import build_backbone
+
+    model = build_backbone("densenet201", image_size=224)
+    forward = tf.function(lambda x: model(x, training=False))
+    images = tf.constant(np.random.default_rng(0).random((16, 224, 224, 3), "float32"))
+    return best_time(lambda: forward(images).numpy(), 5, warmup=True)

@@ -45,7 +45,7 @@ def test_demo_run_is_quiet(mlmi2024_run):
     their causes are fixed (cxrkit.cli.quiet says which are only hidden, and why)."""
     _, stdout, stderr = mlmi2024_run
     both = stdout + stderr
-    for noise in ("Warning", "WARNING", "I0000", "E0000", "W0000", "cuInit", "oneDNN",
+    for noise in ("Warning", "WARNING", "WARN", "I0000", "E0000", "W0000", "cuInit", "oneDNN",
                   "retracing", "ran out of data", "Gradients do not exist"):
         assert noise not in both, noise
 

@@ -7,8 +7,9 @@ Conventions of the MLMI 2023 study (docs/study.md, 2023 §3.3); ``heat`` in [0, 
 - ``ehr_curve`` / ``ehr_auc`` (Wollek et al. 2023): thresholds ``t_k = k / steps``,
   k = 0 … steps − 1; ``EHR(t) = |{heat >= t} ∩ mask| / |{heat >= t}|`` (0 when no pixel
   passes); the AUC is the trapezoidal area under EHR over the ``t_k``. An all-zero heatmap
-  passes only at t = 0, where EHR is the mask's area fraction. ``weighted=True`` is the
-  originators' variant: heat below 0.1 set to 0 and pixels weighted by their heat.
+  passes only at t = 0, where EHR is the mask's area fraction. ``weighted=True`` is a
+  heat-weighted variant of cxrkit's own (heat below 0.1 set to 0, heat sums instead of pixel
+  counts); it is not InputIBA's EffectiveHeatRatios (docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def tile_data_uri(rgb: np.ndarray) -> str:
     """A uint8 RGB tile as a data URI: PNG up to 96 px a side, JPEG (quality 85) above."""
     image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     kind = "png" if max(rgb.shape[:2]) <= 96 else "jpeg"
-    ok, encoded = cv2.imencode(f".{kind}", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 85] if kind == "jpeg" else []
+    ok, encoded = cv2.imencode(f".{kind}", image, params)
     if not ok:
         raise ValueError(f"could not encode a gallery tile as {kind.upper()}")
     return f"data:image/{kind};base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
@@ -207,7 +208,7 @@ def gallery_html(cases: list[Case], classes: list[str], note: str = "") -> str:
             f' {attributes}><h3>{html.escape(case.name)}: true <strong>'
             f"{html.escape(case.label)}</strong>{verdict}</h3>"
             f'<div class="tiles">{tiles}</div><div class="numbers">{numbers}</div></div>')
-    return (f"<h2>Cases</h2><p>{html.escape(note)}</p>"
+    return (f"<h2 id=\"cases\">Cases</h2><p>{html.escape(note)}</p>"
             '<div id="controls"><label>Sort by <select id="sort">' + options + "</select>"
             '</label><label>Order <select id="order"><option value="asc">ascending</option>'
             '<option value="desc">descending</option></select></label>'

@@ -1,0 +1,76 @@
+"""Both demos from scratch, as README's first command runs them: wall time, stage breakdown,
+and the ratio to the calibration (timing.py).
+
+The goal (issue "the first ten minutes"): each demo in at most 3 minutes on the slow 2-core
+machine, i.e. a ratio of at most 100 to the calibration (1.64 s there). Each demo runs in a
+fresh output folder as ``cxrkit recipe run NAME`` in a subprocess; every line it prints is
+time-stamped as it arrives, and the phases are cut at the lines that open them: data, each
+stage, evaluation and export (up to the SavedModel line), report.
+
+    python benchmarks/bench_demo.py [--recipes mlmi2024,mlmi2023] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from timing import SLOW_MACHINE_CALIBRATION_S, calibration
+
+GOAL_RATIO = 100
+PHASES = [(re.compile(r"^== stage \d+/\d+: (\S+)"), "stage {}"),
+          (re.compile(r"^== evaluating"), "evaluate + export"),
+          (re.compile(r"^SavedModel for TensorFlow Serving"), "report"),
+          (re.compile(r"^report: "), "end")]
+
+
+def run_demo(name: str, out: Path) -> tuple[float, list[tuple[str, float]], int]:
+    """Runs the demo; returns its wall time, (phase, seconds) in order, and the exit status."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", "from cxrkit.cli import main; main()",
+                                "recipe", "run", name, "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    marks = [("data + start-up", 0.0)]
+    for line in process.stdout:
+        now = time.perf_counter() - start
+        for pattern, label in PHASES:
+            found = pattern.match(line)
+            if found:
+                marks.append((label.format(*found.groups()), now))
+    status = process.wait()
+    wall = time.perf_counter() - start
+    marks.append(("end", wall))
+    phases = [(label, marks[i + 1][1] - t) for i, (label, t) in enumerate(marks[:-1])
+              if label != "end"]
+    return wall, phases, status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", default="mlmi2024,mlmi2023")
+    parser.add_argument("--keep", type=Path, help="write the runs here instead of a temp dir")
+    args = parser.parse_args()
+    calibrate = calibration()
+    print(f"calibration (DenseNet201 forward, 16 x 224 px): {calibrate:.3f} s "
+          f"(slow machine: {SLOW_MACHINE_CALIBRATION_S} s)")
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.keep or Path(scratch)
+        for name in args.recipes.split(","):
+            wall, phases, status = run_demo(name, root / name)
+            print(f"\n{name} demo: {wall:.1f} s wall (exit {status}); ratio {wall / calibrate:.0f} "
+                  f"(goal <= {GOAL_RATIO}); projected on the slow machine: "
+                  f"{wall / calibrate * SLOW_MACHINE_CALIBRATION_S / 60:.1f} min")
+            print("| phase | seconds | share |\n|---|---|---|")
+            for label, seconds in phases:
+                print(f"| {label} | {seconds:.1f} | {seconds / wall:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
