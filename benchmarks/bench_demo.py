@@ -23,6 +23,8 @@ from pathlib import Path
 
 from timing import SLOW_MACHINE_CALIBRATION_S, calibration
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the calibration's own TensorFlow logs
+
 GOAL_RATIO = 100
 PHASES = [(re.compile(r"^== stage \d+/\d+: (\S+)"), "stage {}"),
           (re.compile(r"^== evaluating"), "evaluate + export"),

@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class Encoded:
     image_png: bytes
     target_png: bytes  # the mask or heatmap
     sha256: str
+    extra: dict = field(default_factory=dict)  # further PNG features by name (gaze_dwell)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from cxrkit.errors import InputError
 from cxrkit.preprocessing import EgdCxrPreprocessing
 from data_prep.egd_cxr.convert import convert_egd_cxr
-from data_prep.egd_cxr.heatmap import gaze_heatmap
+from data_prep.egd_cxr.heatmap import dwell_map, gaze_heatmap
 from data_prep.phantom.egd_cxr import generate_egd_cxr
 
 tf = pytest.importorskip("tensorflow")
@@ -86,6 +86,7 @@ def test_fixations_weighted_by_duration(egd_phantom, tmp_path):
     manifest = _convert(src, tmp_path, gaze="fixations.csv", weight="duration",
                         gaze_source="fixations", test=0, val=0)
     assert manifest["parameters"]["weight"] == "duration"
+    assert manifest["features"]["gaze_dwell"]["dtype"] == "uint16"
     _, examples = _examples(tmp_path)
     with open(Path(src) / "fixations.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -98,6 +99,11 @@ def test_fixations_weighted_by_duration(egd_phantom, tmp_path):
         counted = gaze_heatmap(x, y, None, PRE.geometry(item.shape), sigma=20.0)
         stored = examples[item.dicom_id][1]["heatmap"].numpy()[..., 0]
         np.testing.assert_allclose(stored, weighted, atol=1 / 65535)
+        # GazeGNN's input: the dwell-time map of the same rows (their "Time (in secs)")
+        t = np.array([float(r["Time (in secs)"]) for r in mine])
+        dwell = examples[item.dicom_id][1]["gaze_dwell"].numpy()[..., 0]
+        np.testing.assert_allclose(dwell, dwell_map(x, y, t, PRE.geometry(item.shape)),
+                                   atol=1 / 65535)
         if np.abs(weighted - counted).max() > 0.05:  # durations vary enough to matter
             assert np.abs(stored - counted).max() > 0.05
             compared += 1

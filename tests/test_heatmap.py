@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from cxrkit.preprocessing import EgdCxrPreprocessing, Geometry
-from data_prep.egd_cxr.heatmap import STUDY_SIGMA, gaze_heatmap, kernel_sigma, reference_heatmap
+from data_prep.egd_cxr.heatmap import (
+    STUDY_SIGMA,
+    dwell_map,
+    gaze_heatmap,
+    kernel_sigma,
+    reference_heatmap,
+)
 
 
 def test_opencv_sigma_rule():
@@ -116,3 +122,19 @@ def test_heatmap_and_image_land_on_the_same_pixels():
                             pre.geometry(shape), sigma=3.0)
         peak = np.unravel_index(np.argmax(heat), heat.shape)
         assert image[peak] > 0.5, (placement, shape, peak)
+
+
+def test_dwell_map_is_gazegnn_input_rule():
+    """Each fixation's dwell (time since the previous one, the first its own time) as
+    log(dwell + 0.01) - log(0.01) at its pixel, over the maximum; an off-image fixation still
+    ends the previous one's dwell."""
+    geometry = Geometry((50, 40), (50, 40), "fit")  # one native pixel per target pixel
+    x = np.array([5.0, 10.0, -3.0, 30.0])
+    y = np.array([5.0, 20.0, 7.0, 40.0])
+    time = np.array([1.0, 1.5, 2.5, 3.0])
+    got = dwell_map(x, y, time, geometry)
+    values = np.log(np.array([1.0, 0.5, 0.5]) + 0.01) - np.log(0.01)
+    want = np.zeros((50, 40), np.float32)
+    want[5, 5], want[20, 10], want[40, 30] = values / values.max()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not dwell_map(np.array([-1.0]), np.array([1.0]), np.array([1.0]), geometry).any()

@@ -134,7 +134,7 @@ def test_overrides_are_typed_and_checked():
     ("training.reduce_lr_factor=1.5", "reduce_lr_factor must be in \\(0, 1\\)"),
     ("training.beta_1=1.0", "beta_1 must be in \\[0, 1\\)"),
     ("stages.triplet.margin=-1.0", "stages.triplet.margin must be positive"),
-    ('stages.saliency.optimizer="rmsprop"', "optimizer must be one of adam, sgd"),
+    ('stages.saliency.optimizer="rmsprop"', "optimizer must be one of adam, adamw, sgd"),
     ('stages.saliency.parts={unet = "unet", classifier = "unet_s"}', "no role 'classifier'"),
     ('report.saliency_reference="nope"', "names unknown stage 'nope'"),
 ])
@@ -162,9 +162,10 @@ def test_unknown_keys_and_parse_errors_in_files(tmp_path):
 
 def test_every_vocabulary_is_one_registry_that_validation_reads():
     """Validation accepts exactly the registered names: registering a task makes it valid."""
-    assert set(TASKS) == {"encoder", "saliency", "fusion", "mt_unet", "classifier"}
+    assert set(TASKS) == {"encoder", "saliency", "fusion", "mt_unet", "classifier", "gazegnn"}
     assert set(LOSSES) == {"triplet", "cross_entropy", "kl", "uncertainty"}
-    assert set(BUILDERS) == {"densenet_encoder", "dense_head", "unet", "fusion", "classifier"}
+    assert set(BUILDERS) == {"densenet_encoder", "dense_head", "unet", "fusion", "classifier",
+                             "gazegnn"}
     assert set(EVALUATIONS) == {"none", "classification", "saliency", "both", "gradcam"}
     assert set(REPORTS) == {"mlmi2024", "mlmi2023"}
     recipe = apply_overrides(load_recipe("mlmi2024"), ['stages.unet_s.task="echo"'])

@@ -107,6 +107,12 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
         0.5 * (positive[:, None] == negative[None]).mean()
     assert fusion["auc"] == pytest.approx(micro, abs=1e-6) and fusion["auc_average"] == "micro"
     assert fusion["auc_macro"] == pytest.approx(np.mean(list(fusion["auc_per_class"].values())))
+    gazegnn = keras.saving.load_model(out / "parts" / "gazegnn.keras")  # fed image + dwell map
+    gaze_logits = gazegnn.predict({"image": test["image"], "gaze": test["gaze_dwell"]},
+                                  verbose=0)
+    assert document["stages"]["gazegnn"]["classification"]["accuracy"] == pytest.approx(
+        float((gaze_logits.argmax(1) == labels).mean()))
+    assert "| GazeGNN |" in (out / "report.md").read_text()
     ours = _kl(outputs["saliency"], test["heatmap"])
     unet_s = keras.saving.load_model(out / "parts" / "unet_s.keras")
     baseline = _kl(unet_s.predict(test["image"], verbose=0)["saliency"], test["heatmap"])

@@ -82,3 +82,31 @@ def check_weights(weights: str, name: str, as_json: bool) -> None:
     if not report["ok"]:
         raise click.ClickException(f"{weights}: does not fully cover {name}; a run would train "
                                    "from partly random weights")
+
+
+@models.command("convert-weights")
+@click.argument("architecture", type=click.Choice(["pvig_ti"]))
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write gazegnn.weights.h5 into.")
+def convert_weights(architecture: str, checkpoint: str, out: str) -> None:
+    """Convert the authors' PyTorch CHECKPOINT (pvig_ti: Pyramid-ViG-Ti ImageNet weights,
+    pvig_ti_78.5.pth.tar) to Keras weights for the gazegnn part; no PyTorch needed."""
+    from pathlib import Path
+
+    from cxrkit.models.gazegnn import build_gazegnn, load_torch_state
+    from cxrkit.models.torch_checkpoint import read_state_dict
+
+    state = read_state_dict(checkpoint)
+    model = build_gazegnn((224, 224, 1), 3)
+    try:
+        summary = load_torch_state(model, state)
+    except ValueError as err:
+        raise click.ClickException(f"{checkpoint}: {err}") from None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    target = Path(out) / "gazegnn.weights.h5"
+    model.save_weights(target)
+    click.echo(f"{architecture} <- {checkpoint}: {summary['copied']} tensors copied; not used: "
+               f"{', '.join(summary['left']) or 'none'} (the 3-class head and the gaze "
+               f"BatchNorm start fresh, as in the authors' code)")
+    click.echo(f"weights: {target} (--set parts.gazegnn.weights={target})")

@@ -83,13 +83,17 @@ def preprocessing_of(manifest: dict) -> Preprocessing:
     return from_config(manifest["preprocessing"])
 
 
+EXTRA_MAPS = ("gaze_dwell",)  # per-pixel inputs a record may carry beside its target
+
+
 def _parser(manifest: dict):
     """Parses one serialized example: the image normalised by the records' preprocessing,
     the target map scaled to [0, 1], the label and the id features."""
     pre = preprocessing_of(manifest)
     target = pre.target
+    maps = [target, *(k for k in EXTRA_MAPS if k in manifest["features"])]
     spec = {"image": tf.io.FixedLenFeature([], tf.string),
-            target: tf.io.FixedLenFeature([], tf.string),
+            **{name: tf.io.FixedLenFeature([], tf.string) for name in maps},
             "label": tf.io.FixedLenFeature([], tf.int64),
             **{name: tf.io.FixedLenFeature([], tf.string) for name in pre.id_features}}
     dtype = tf.as_dtype(pre.target_dtype)
@@ -97,9 +101,9 @@ def _parser(manifest: dict):
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, spec)
         image = tf.cast(tf.io.decode_png(example["image"], channels=1), tf.float32)
-        target_map = tf.cast(tf.io.decode_png(example[target], channels=1, dtype=dtype),
-                             tf.float32) / pre.target_scale
-        return {"image": pre.normalise(image), target: target_map,
+        decoded = {name: tf.cast(tf.io.decode_png(example[name], channels=1, dtype=dtype),
+                                 tf.float32) / pre.target_scale for name in maps}
+        return {"image": pre.normalise(image), **decoded,
                 "label": tf.cast(example["label"], tf.int32),
                 **{name: example[name] for name in pre.id_features}}
 
@@ -150,11 +154,12 @@ def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: 
 
     ``seed`` is a shape-[2] int tensor; each image of the batch draws its own flip, rotation
     (uniform within +-``max_degrees``), contrast and brightness factors and noise. Flip and
-    rotation apply to the image and the mask/heatmap alike (bilinear; a 0/1 mask nearest
-    neighbour, so it stays binary); brightness, contrast and Gaussian noise touch the image
-    only and are relative to each image's standard deviation, so they mean the same for
-    z-scored and [0, 1] images. ``noise`` optionally supplies the standard normal pixel noise
-    (same shape as the images, e.g. windows of a :func:`noise_bank`) instead of fresh draws.
+    rotation apply to the image, the mask/heatmap and an extra input map (``gaze_dwell``)
+    alike (bilinear; a 0/1 mask nearest neighbour, so it stays binary); brightness, contrast
+    and Gaussian noise touch the image only and are relative to each image's standard
+    deviation, so they mean the same for z-scored and [0, 1] images. ``noise`` optionally
+    supplies the standard normal pixel noise (same shape as the images, e.g. windows of a
+    :func:`noise_bank`) instead of fresh draws.
     """
     target = "mask" if "mask" in example else "heatmap"
     image, target_map = example["image"], example[target]
@@ -169,6 +174,7 @@ def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: 
     # (it stays 0/1; an empty mask, most SIIM-ACR images, needs no resampling). Each map is
     # its own call: concatenating single-channel maps costs a per-pixel copy each way.
     image = transform(image, matrices)
+    extra = {k: transform(example[k], matrices) for k in EXTRA_MAPS if k in example}
     if target == "mask":
         target_map = tf.cond(tf.reduce_any(target_map > 0),
                              lambda: transform(target_map, matrices, "NEAREST"),
@@ -182,7 +188,7 @@ def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: 
     factor = tf.reshape(1.0 + contrast * draws[2], [-1, 1, 1, 1])
     shift = tf.reshape(scale * brightness * draws[3], [-1, 1, 1, 1])
     image = image * factor + (shift + tf.reshape(scale * noise_std, [-1, 1, 1, 1]) * noise)
-    return {**example, "image": image, target: target_map}
+    return {**example, "image": image, target: target_map, **extra}
 
 
 def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = None,
@@ -262,7 +268,7 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
 
 def _augment_one(example: dict, seed, bank: tf.Tensor) -> dict:
     """:func:`augment_batch` on one example, its noise a random window of ``bank``."""
-    maps = [k for k in ("image", "mask", "heatmap") if k in example]
+    maps = [k for k in ("image", "mask", "heatmap", *EXTRA_MAPS) if k in example]
     shape = tf.shape(example["image"])
     corner = tf.random.stateless_uniform([2], tf.random.experimental.stateless_fold_in(seed, 7),
                                          0, tf.reduce_min(tf.shape(bank)[:2] - shape[:2] + 1),

@@ -16,6 +16,8 @@ NETWORKS = {
     "unet": "standard UNet ('UNet S', Table 4.2)",
     "mt_unet": "MT-UNet (Zhu et al. 2022): UNet + a classifier on the pooled bottleneck and "
                "decoder, uncertainty-weighted",
+    "gazegnn": "GazeGNN (Wang et al. 2023): Pyramid Vision GNN (tiny) with the radiologist's "
+               "gaze as a second input (Table 4.1 baseline)",
 }
 
 
@@ -54,6 +56,14 @@ def describe(name: str, input_size: int | tuple[int, int] = 224, num_classes: in
         from cxrkit.models.mlmi2024 import build_parts
         from cxrkit.models.unet import MultiTaskUNet, build_unet
 
+        if name == "gazegnn":
+            from cxrkit.models.gazegnn import build_gazegnn, cam_layer, pytorch_counts
+
+            model = build_gazegnn((rows, cols, 1), 3)
+            return {"name": name, "input_shape": {"image": [rows, cols, 1],
+                                                  "gaze": [rows, cols, 1]},
+                    "description": NETWORKS[name], "parameters": pytorch_counts(model),
+                    "grad_cam_target": cam_layer(model)}
         if name == "mlmi2024":
             parts = build_parts((rows, cols, 1), num_classes=3)
             counts = {k: _count(v) for k, v in parts.items()}

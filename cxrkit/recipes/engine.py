@@ -50,7 +50,7 @@ from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_ca
 from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 from cxrkit.recipes.schema import Recipe, Stage
-from cxrkit.recipes.tasks import stage_model
+from cxrkit.recipes.tasks import TASKS, stage_model
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -96,10 +96,16 @@ class Run:
 
     def dataset(self, split: str, stage: Stage, *, training: bool, balanced: bool = False):
         """(image, targets) batches of ``split`` for ``stage``'s losses."""
+        task = TASKS[stage.task]
+        missing = task.missing_features(self.manifest["features"])
+        if missing:
+            raise CxrkitError(f"stage {stage.name} ({stage.task}) needs the record feature(s) "
+                              f"{', '.join(missing)}, which {self.data} lacks; convert EGD-CXR "
+                              "from a gaze table with a 'Time (in secs)' column")
         ds = load(self.data, split, batch_size=self.global_batch(stage), shuffle=training,
                   augment=training and self.recipe.data.augment, seed=self.recipe.seed,
                   balanced=balanced and training)
-        return ds.map(lambda ex: (ex["image"], losses.targets(stage, ex)))
+        return ds.map(lambda ex: (task.model_inputs(ex), losses.targets(stage, ex)))
 
     # --- parts ----------------------------------------------------------------------------
     def used_parts(self) -> list[str]:
@@ -140,6 +146,9 @@ class Run:
         t = self.recipe.training
         if stage.optimizer == "sgd":
             return keras.optimizers.SGD(stage.learning_rate, momentum=t.momentum)
+        if stage.optimizer == "adamw":  # PyTorch's AdamW defaults (GazeGNN's train.py)
+            return keras.optimizers.AdamW(stage.learning_rate, weight_decay=0.01,
+                                          beta_1=t.beta_1, beta_2=t.beta_2, epsilon=t.epsilon)
         return keras.optimizers.Adam(stage.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
                                      epsilon=t.epsilon)
 

@@ -106,11 +106,11 @@ EVALUATIONS["gradcam"] = (classify, gradcam_against_masks)
 
 def evaluate_stage(stage, parts: dict, test: dict, class_names: list[str]) -> dict:
     """Predictions and metrics of one stage on the test arrays."""
-    from cxrkit.recipes.tasks import stage_model
+    from cxrkit.recipes.tasks import TASKS, stage_model
 
     model = stage_model(stage, parts)
     model.run_eagerly = stage.run_eagerly  # as the stage trained: no graph to trace
-    outputs = model.predict(test["image"], batch_size=16, verbose=0)
+    outputs = model.predict(TASKS[stage.task].model_inputs(test), batch_size=16, verbose=0)
     if not isinstance(outputs, dict):
         outputs = {"logits": outputs}
     result = {"label": stage.label}

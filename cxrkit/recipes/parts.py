@@ -14,7 +14,10 @@ change; the defaults are the model functions' own, in :mod:`cxrkit.models`):
 
 Widths that come from another part (the encoder's feature channels, the decoder's width) are
 read from that part once built.
-- ``classifier``: ``model`` (a registry name, required), ``weights``, ``dropout``.
+- ``classifier``: ``model`` (a registry name, required), ``weights``, ``dropout``;
+- ``gazegnn``: ``image_size`` (the square network input, 224), ``channels`` and ``blocks``
+  (four each; Pyramid-ViG-Ti's 48/96/240/384 and 2/2/6/2 by default), ``dropout``,
+  ``weights`` ("none", or a ``.weights.h5`` file made by ``cxrkit models convert-weights``).
 
 Register a new builder with ``@BUILDERS.register("name", options={"key": type, ...})`` on a
 function ``(context, **options) -> keras.Model``.
@@ -140,6 +143,23 @@ def _classifier(ctx: PartContext, *, model: str, **options):
 
     return build_classifier(model, num_classes=ctx.num_classes, input_shape=ctx.input_shape,
                             **_weights(options))
+
+
+@BUILDERS.register("gazegnn", options={"image_size": int, "channels": list, "blocks": list,
+                                       "dropout": float, "weights": str})
+def _gazegnn(ctx: PartContext, *, weights: str = "none", **options):
+    from cxrkit.models.gazegnn import build_gazegnn
+
+    for key in ("channels", "blocks"):
+        if key in options:
+            options[key] = tuple(options[key])
+    model = build_gazegnn(ctx.input_shape, ctx.num_classes, name=ctx.name, **options)
+    if weights != "none":
+        if not Path(weights).is_file():
+            raise CxrkitError(f"parts.{ctx.name}.weights: {weights} is not a file (convert the "
+                              "authors' checkpoint with `cxrkit models convert-weights`)")
+        model.load_weights(weights)
+    return model
 
 
 def build_parts(names: list[str], parts: dict, input_shape, num_classes: int) -> dict:

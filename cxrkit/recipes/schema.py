@@ -87,7 +87,7 @@ class Stage:
 INHERITED = {"epochs": ("training", "epochs"), "learning_rate": ("training", "learning_rate"),
              "optimizer": ("training", "optimizer"), "run_eagerly": ("training", "run_eagerly"),
              "batch_size": ("data", "batch_size")}
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 BATCHES = ("shuffled", "balanced")
 TRIPLET_STRATEGIES = ("all", "hard")
 TRIPLET_REDUCTIONS = ("sum", "mean")

@@ -6,9 +6,12 @@ A stage maps the task's roles to parts (``parts = {densenet = "densenet", unet =
 - ``saliency`` (unet, + optional densenet for a dual encoder): ``saliency_model``; saliency;
 - ``fusion`` (densenet, unet, fusion): ``GazeDiagnosisNet``; logits, saliency;
 - ``mt_unet`` (unet: a ``multitask`` UNet part): the MT-UNet; saliency, logits;
-- ``classifier`` (classifier): a registry classifier; logits.
+- ``classifier`` (classifier): a registry classifier; logits;
+- ``gazegnn`` (classifier: a ``gazegnn`` part): GazeGNN, fed the image and the records'
+  ``gaze_dwell`` map; logits.
 
-Each task also names the model-card task of its model (:mod:`cxrkit.card`). Register a new
+Each task also names the model-card task of its model (:mod:`cxrkit.card`) and what the model
+is fed (``inputs``: model input -> record feature; the image alone by default). Register a new
 one with ``@TASKS.register("name", roles=(...))`` on a function ``roles -> keras.Model``.
 """
 
@@ -28,6 +31,17 @@ class Task:
     roles: tuple[str, ...]
     optional_roles: tuple[str, ...] = ()
     card_task: str = "classifier"
+    inputs: tuple[tuple[str, str], ...] = ()  # (model input, record feature); () = the image
+
+    def model_inputs(self, example: dict):
+        """What the model is fed from a reader example (or the test split's arrays)."""
+        if not self.inputs:
+            return example["image"]
+        return {name: example[feature] for name, feature in self.inputs}
+
+    def missing_features(self, features) -> list[str]:
+        """The record features this task feeds that ``features`` (a manifest's) lacks."""
+        return [feature for _, feature in self.inputs if feature not in features]
 
 
 TASKS = Registry("task", Task)
@@ -61,6 +75,12 @@ def _mt_unet(roles):
 
 @TASKS.register("classifier", roles=("classifier",))
 def _classifier(roles):
+    return roles["classifier"]
+
+
+@TASKS.register("gazegnn", roles=("classifier",),
+                inputs=(("image", "image"), ("gaze", "gaze_dwell")))
+def _gazegnn(roles):
     return roles["classifier"]
 
 

@@ -16,7 +16,9 @@ Split: ``test`` random images (the paper: 100), ``val`` more for validation (by 
 patients are drawn, so a patient never spans two splits.
 
 Records: ``image`` (PNG uint8), ``heatmap`` (PNG uint16), ``label`` (int64), ``image_id`` (bytes,
-the dicom_id), ``patient_id`` (bytes, the de-identified MIMIC subject id). No DICOM attribute is
+the dicom_id), ``patient_id`` (bytes, the de-identified MIMIC subject id), and ``gaze_dwell``
+(PNG uint16: GazeGNN's dwell-time input, :func:`data_prep.egd_cxr.heatmap.dwell_map`) when the
+gaze table has a ``Time (in secs)`` column. No DICOM attribute is
 copied into a record.
 """
 
@@ -33,7 +35,7 @@ from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import sha256_file
 from cxrkit.preprocessing import STUDY_CANVAS, EgdCxrPreprocessing, read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
-from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, gaze_heatmap
+from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, dwell_map, gaze_heatmap
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
     Converted,
@@ -55,6 +57,7 @@ class Gaze:
     x: np.ndarray
     y: np.ndarray
     duration: np.ndarray
+    time: np.ndarray  # "Time (in secs)" of each row, NaN when the table has no such column
 
 
 @dataclass
@@ -70,6 +73,7 @@ class GazeTable:
     points: dict[str, Gaze]
     dropped: dict[str, int]  # dicom id -> rows with missing, non-finite or negative values
     unattributed: int  # rows without a DICOM_ID
+    timed: bool = False  # the table has a "Time (in secs)" column (GazeGNN's dwell map)
 
     def summary(self) -> dict:
         """What the manifest records of the dropped rows."""
@@ -81,11 +85,12 @@ class GazeTable:
 
 
 GAZE_COLUMNS = ("DICOM_ID", "X_ORIGINAL", "Y_ORIGINAL", "FPOGD")
+TIME_COLUMN = "Time (in secs)"
 
 
 def read_gaze(path: str) -> GazeTable:
     """Gaze points per DICOM id from ``eye_gaze.csv`` or ``fixations.csv`` (see GazeTable)."""
-    points: dict[str, list[tuple[float, float, float]]] = {}
+    points: dict[str, list[tuple[float, float, float, float]]] = {}
     dropped: dict[str, int] = {}
     unattributed = 0
     with open_table(path, "the gaze table") as handle:
@@ -95,6 +100,8 @@ def read_gaze(path: str) -> GazeTable:
         if missing:
             raise InputError(path, f"gaze table lacks column(s) {', '.join(missing)}")
         cols = [header.index(n) for n in GAZE_COLUMNS]
+        timed = TIME_COLUMN in header
+        time_col = header.index(TIME_COLUMN) if timed else None
         for row in reader:
             dicom_id = row[cols[0]].strip() if len(row) > cols[0] else ""
             if not dicom_id:
@@ -105,11 +112,20 @@ def read_gaze(path: str) -> GazeTable:
             except (IndexError, ValueError):
                 x = y = d = math.nan
             if math.isfinite(x) and math.isfinite(y) and math.isfinite(d) and d >= 0:
-                points.setdefault(dicom_id, []).append((x, y, d))
+                points.setdefault(dicom_id, []).append((x, y, d, _number(row, time_col)))
             else:
                 dropped[dicom_id] = dropped.get(dicom_id, 0) + 1
     return GazeTable({k: Gaze(*np.array(v, dtype=np.float64).T) for k, v in points.items()},
-                     dropped, unattributed)
+                     dropped, unattributed, timed)
+
+
+def _number(row: list[str], column: int | None) -> float:
+    """The cell as a float; NaN when absent or not a number (a fixation without a time only
+    leaves GazeGNN's dwell map)."""
+    try:
+        return float(row[column]) if column is not None else math.nan
+    except (IndexError, ValueError):
+        return math.nan
 
 
 def _label(row: dict) -> tuple[int | None, str]:
@@ -135,6 +151,7 @@ class _Job:
     weight: str
     sigma: float
     preprocessing: EgdCxrPreprocessing
+    dwell: bool  # also store GazeGNN's dwell map
 
 
 def _prepare(job: _Job) -> Encoded | str:
@@ -150,9 +167,15 @@ def _prepare(job: _Job) -> Encoded | str:
     except ValueError as err:
         return str(err)
     scale = job.preprocessing.target_scale
-    heat16 = np.round(heat * scale).astype(job.preprocessing.target_dtype)
-    return Encoded(png(job.preprocessing.record_image(pixels)), png(heat16),
-                   sha256_file(job.path))
+    geometry = job.preprocessing.geometry(pixels.shape)
+
+    def as_png(values):
+        return png(np.round(values * scale).astype(job.preprocessing.target_dtype))
+
+    extra = ({"gaze_dwell": as_png(dwell_map(job.gaze.x, job.gaze.y, job.gaze.time, geometry))}
+             if job.dwell else {})
+    return Encoded(png(job.preprocessing.record_image(pixels)), as_png(heat),
+                   sha256_file(job.path), extra)
 
 
 def _patient_split(patients: list[str], sizes: tuple[int, int],
@@ -253,7 +276,8 @@ def convert_egd_cxr(
         if os.path.commonpath([root, path]) != root:
             skipped.add(where, f"image {dicom_id}: path {relpath!r} leaves the --images folder")
             continue
-        jobs.append(_Job(path, relpath, gaze.points[dicom_id], weight, sigma, preprocessing))
+        jobs.append(_Job(path, relpath, gaze.points[dicom_id], weight, sigma, preprocessing,
+                         gaze.timed))
         meta.append((dicom_id, label, (row["patient_id"] or "").strip()))
 
     kept: dict[str, Converted] = {}
@@ -283,7 +307,8 @@ def convert_egd_cxr(
         out, members,
         lambda i: serialize({"image": kept[i].encoded.image_png,
                              "heatmap": kept[i].encoded.target_png, "label": kept[i].label,
-                             "image_id": i.encode(), "patient_id": kept[i].patient_id.encode()}),
+                             "image_id": i.encode(), "patient_id": kept[i].patient_id.encode(),
+                             **kept[i].encoded.extra}),
         lambda i: kept[i].label, DIAGNOSES, shards=shards, compression=compression)
     rows_, cols_ = target
     manifest = {
@@ -295,6 +320,9 @@ def convert_egd_cxr(
                       "values": "min-max scaled per image, x 255"},
             "heatmap": {"encoding": "png", "dtype": "uint16", "shape": [rows_, cols_, 1],
                         "values": "gaze heatmap in [0, 1], x 65535"},
+            **({"gaze_dwell": {"encoding": "png", "dtype": "uint16", "shape": [rows_, cols_, 1],
+                               "values": "GazeGNN's fixation dwell-time map in [0, 1], x 65535"}}
+               if gaze.timed else {}),
             "label": {"dtype": "int64", "values": dict(enumerate(DIAGNOSES))},
             "image_id": {"dtype": "bytes", "values": "dicom_id"},
             "patient_id": {"dtype": "bytes"},

@@ -63,13 +63,23 @@ def gaze_heatmap(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
     if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
         raise ValueError("the gaze points on the image need finite, non-negative weights "
                          "with a positive sum (durations all 0?)")
+    (sy, sx) = geometry.scale
+    blurred = cv2.GaussianBlur(splat(x[keep], y[keep], weights, geometry), (0, 0),
+                               sigmaX=sigma * sx, sigmaY=sigma * sy,
+                               borderType=cv2.BORDER_REFLECT_101)
+    return min_max(geometry.paste(blurred))
+
+
+def splat(x: np.ndarray, y: np.ndarray, weights: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Points (native column ``x``, row ``y``) with ``weights`` spread bilinearly over the
+    four nearest pixels of the image's footprint grid (float32, footprint-sized): native pixel
+    centre i + 0.5 lands at target i' + 0.5 = (i + 0.5) * s, measured from the footprint's
+    anchor floor(origin), as the area-averaged image."""
     rows, cols = geometry.footprint
     (sy, sx), (oy, ox) = geometry.scale, geometry.origin
-    # Native pixel centre i + 0.5 lands at target i' + 0.5 = (i + 0.5) * s, measured from the
-    # footprint's anchor floor(origin); splat each point over its 4 neighbours (one margin
-    # pixel on each side catches the splats that straddle the edge).
-    cx = (x[keep] + 0.5) * sx - 0.5 + ox % 1 + 1
-    cy = (y[keep] + 0.5) * sy - 0.5 + oy % 1 + 1
+    # one margin pixel on each side catches the splats that straddle the edge
+    cx = (x + 0.5) * sx - 0.5 + ox % 1 + 1
+    cy = (y + 0.5) * sy - 0.5 + oy % 1 + 1
     x0, y0 = np.floor(cx).astype(int), np.floor(cy).astype(int)
     fx, fy = cx - x0, cy - y0
     grid = np.zeros((rows + 3, cols + 3), np.float64)
@@ -77,10 +87,29 @@ def gaze_heatmap(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
         for dx, wx in ((0, 1 - fx), (1, fx)):
             np.add.at(grid, (np.clip(y0 + dy, 0, rows + 2), np.clip(x0 + dx, 0, cols + 2)),
                       weights * wy * wx)
-    grid = grid[1: rows + 1, 1: cols + 1].astype(np.float32)
-    blurred = cv2.GaussianBlur(grid, (0, 0), sigmaX=sigma * sx, sigmaY=sigma * sy,
-                               borderType=cv2.BORDER_REFLECT_101)
-    return min_max(geometry.paste(blurred))
+    return grid[1: rows + 1, 1: cols + 1].astype(np.float32)
+
+
+def dwell_map(x: np.ndarray, y: np.ndarray, time: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """GazeGNN's gaze input on ``geometry``'s target grid, float32 in [0, 1].
+
+    Their ``read_data.py``: each fixation's dwell time — its ``Time (in secs)`` minus the
+    previous fixation's, the first one's own time — is put at its pixel of a zero map the
+    size of the image, then log(g + 0.01), min-max (the background, log 0.01, becomes 0).
+    Here each on-image fixation adds ``log(dwell + 0.01) - log(0.01)`` (negative dwell
+    clipped to 0) bilinearly at its target position, and the map is divided by its maximum:
+    their map resampled by area, up to a scale that GazeGNN's patch grid normalises away
+    (they write each value into its pixel, so two fixations on one native pixel keep the
+    last; here they add, and the 8-bit rounding of their resized map is not repeated).
+    A map without usable fixations is all zeros.
+    """
+    x, y, time = (np.asarray(v, np.float64) for v in (x, y, time))
+    dwell = np.diff(time, prepend=0.0)
+    value = np.log(np.maximum(dwell, 0.0) + 0.01) - np.log(0.01)
+    keep = on_image(x, y, geometry.shape) & np.isfinite(value)
+    placed = geometry.paste(splat(x[keep], y[keep], value[keep], geometry))
+    top = float(placed.max())
+    return placed / top if top > 0 else placed
 
 
 def reference_heatmap(x: np.ndarray, y: np.ndarray, geometry: Geometry, *,
