@@ -63,6 +63,12 @@ def load_model(path: str | os.PathLike, *, preprocessing: str | None = None,
         model = keras.saving.load_model(model_path)
     except (OSError, ValueError, TypeError) as err:
         raise InputError(model_path, f"could not load the model: {err}") from None
+    names = [t.name for t in model.inputs]
+    if "gaze" in names:
+        raise InputError(model_path, f"{model.name} takes the radiologist's gaze as a second "
+                                     "input ('gaze': the records' gaze_dwell map); cxrkit "
+                                     "explain, predict and export feed images only, so call "
+                                     "it from Python with {'image': ..., 'gaze': ...}")
     return model, card or card_for(model, preprocessing, class_names)
 
 

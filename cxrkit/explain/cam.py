@@ -84,7 +84,11 @@ def cam_model_for(model: keras.Model, layer: str | None = None):
     except ValueError:
         raise CxrkitError(f"model {model.name!r} has no layer {layer!r}") from None
     logits = model.output["logits"] if isinstance(model.output, dict) else model.output
-    return keras.Model(model.inputs, [tap, logits]), _identity
+    cam_model = keras.Model(model.input, [tap, logits])
+    frames = [la for la in model.layers if hasattr(la, "uncrop")]
+    if frames:  # the network sees a crop of the input (GazeGNN): maps go back to the frame
+        cam_model.cam_frame = frames[0]
+    return cam_model, _identity
 
 
 def _normalise(maps, size):
@@ -97,6 +101,13 @@ def _normalise(maps, size):
     return tf.clip_by_value(maps, 0.0, 1.0)
 
 
+def _image_size(cam_model: keras.Model) -> tuple[int, int]:
+    """Rows and columns of the model's image input (its ``image`` input when it has several)."""
+    inputs = cam_model.inputs
+    image = next((t for t in inputs if t.name == "image"), inputs[0])
+    return tuple(image.shape[1:3])
+
+
 def compiled_cam(cam_model: keras.Model, reshape, method: str):
     """The ``tf.function`` ``(images, class_index) -> (maps, logits)`` for one model and method,
     compiled once and cached (``class_index`` -1 means the predicted class). Exports call it
@@ -104,13 +115,14 @@ def compiled_cam(cam_model: keras.Model, reshape, method: str):
     per_model = _COMPILED.setdefault(cam_model, {})
     if method not in per_model:
         weights_of = METHODS[method]
-        size = cam_model.input_shape[1:3]
+        frame = getattr(cam_model, "cam_frame", None)
+        size = (frame.size, frame.size) if frame is not None else _image_size(cam_model)
         model_ref = weakref.ref(cam_model)  # the cache must not keep its key alive
 
         @tf.function(reduce_retracing=True)
         def run(images, class_index):
             with tf.GradientTape() as tape:
-                tape.watch(images)
+                tape.watch(tf.nest.flatten(images))
                 acts, logits = model_ref()(images, training=False)
                 if logits.shape[-1] == 1:  # single-logit binary head
                     predicted = tf.cast(logits[:, 0] > 0.0, tf.int32)
@@ -121,7 +133,8 @@ def compiled_cam(cam_model: keras.Model, reshape, method: str):
                     chosen = tf.where(class_index < 0, predicted, class_index)
                     score = tf.gather(logits, chosen, batch_dims=1)
             grads = reshape(tape.gradient(score, acts))
-            return _normalise(weights_of(reshape(acts), grads), size), logits
+            maps = _normalise(weights_of(reshape(acts), grads), size)
+            return (maps if frame is None else frame.uncrop(maps)), logits
 
         per_model[method] = run
     return per_model[method]
@@ -134,7 +147,8 @@ def grad_cam(model: keras.Model, images, *, layer: str | None = None,
     Args:
         model: a cxrkit model that declares its target (``cam_model()``), or any functional
             model together with ``layer``.
-        images: the batch, preprocessed as for the model.
+        images: the batch, preprocessed as for the model (a dict of inputs, with ``image``,
+            for a model with several: GazeGNN's ``{"image", "gaze"}``).
         layer: a target layer name overriding the declared one.
         class_index: None explains each image's predicted class; an int, or one per image.
         method: ``"gradcam"``, ``"gradcam++"`` or ``"hirescam"``.
@@ -142,10 +156,14 @@ def grad_cam(model: keras.Model, images, *, layer: str | None = None,
     """
     if method not in METHODS:
         raise CxrkitError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
-    images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank != 4:
-        raise CxrkitError(f"images must be a (B, H, W, C) batch, got shape {images.shape}")
-    batch = images.shape[0]
+    if isinstance(images, dict):  # a model with several inputs (GazeGNN: image and gaze)
+        images = {k: tf.convert_to_tensor(v, tf.float32) for k, v in images.items()}
+        first = images["image"]
+    else:
+        images = first = tf.convert_to_tensor(images, tf.float32)
+    if first.shape.rank != 4:
+        raise CxrkitError(f"images must be a (B, H, W, C) batch, got shape {first.shape}")
+    batch = first.shape[0]
     if class_index is None:
         index = np.full(batch, -1, np.int32)
     else:

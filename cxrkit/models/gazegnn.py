@@ -218,6 +218,15 @@ class ResizeCrop(layers.Layer):
         top, left = round((rows - self.size) / 2), round((cols - self.size) / 2)
         return resized[:, top: top + self.size, left: left + self.size, :]
 
+    def uncrop(self, maps):
+        """(B, size, size) maps on the crop back to (B, rows, cols) of the input frame: put in
+        the crop's window of the resized frame (zero outside), resized bilinearly."""
+        rows, cols = self._resized(*self.source)
+        top, left = round((rows - self.size) / 2), round((cols - self.size) / 2)
+        padded = ops.pad(maps, [[0, 0], [top, rows - self.size - top],
+                                [left, cols - self.size - left]])
+        return ops.image.resize(padded[..., None], self.source, interpolation="bilinear")[..., 0]
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size, self.size, input_shape[3])
 
