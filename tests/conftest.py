@@ -86,7 +86,8 @@ MLMI2024_TINY = ["demo.images=36", "demo.size=96", "demo.target=[32, 32]",
                  "demo.test=9", "demo.val=6", "data.batch_size=6", "stages.triplet.epochs=1",
                  "stages.classifier.epochs=1", "stages.saliency.epochs=2",
                  "stages.fusion.epochs=2", "stages.unet_s.epochs=1", "stages.gazegnn.epochs=1",
-                 "stages.mt_unet.enabled=false",
+                 "stages.mt_unet.enabled=false", "parts.gazegnn.blocks=[1, 1, 1, 1]",
+                 "parts.gazegnn.channels=[8, 16, 24, 32]", "stages.gazegnn.precise_bn_batches=0",
                  "parts.densenet.blocks=[1, 1, 1, 1]", "parts.densenet_plain.blocks=[1, 1, 1, 1]",
                  "training.run_eagerly=true", *(f"stages.{stage}.batch_size=6" for stage in (
                      "triplet", "classifier", "saliency", "fusion"))]
