@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pytest
 
+# Two xdist workers share two cores: one TensorFlow thread each (and in the cxrkit processes
+# the tests start, which inherit this environment) instead of two apiece fighting for them.
+for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 REALDATA = Path(os.environ.get(
     "CXRKIT_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 
@@ -84,8 +89,8 @@ def trained_siim_cnn(tmp_path_factory):
 MLMI2024_TINY = ["demo.images=36", "demo.size=96", "demo.target=[32, 32]",
                  "demo.canvas=[96, 96]", "demo.sigma=3.0",
                  "demo.test=9", "demo.val=6", "data.batch_size=6", "stages.triplet.epochs=1",
-                 "stages.classifier.epochs=1", "stages.saliency.epochs=2",
-                 "stages.fusion.epochs=2", "stages.unet_s.epochs=1", "stages.gazegnn.epochs=1",
+                 "stages.classifier.epochs=1", "stages.saliency.epochs=1",
+                 "stages.fusion.epochs=1", "stages.unet_s.epochs=1", "stages.gazegnn.epochs=1",
                  "stages.mt_unet.enabled=false", "parts.gazegnn.blocks=[1, 1, 1, 1]",
                  "parts.gazegnn.channels=[8, 16, 24, 32]", "stages.gazegnn.precise_bn_batches=0",
                  "parts.densenet.blocks=[1, 1, 1, 1]", "parts.densenet_plain.blocks=[1, 1, 1, 1]",

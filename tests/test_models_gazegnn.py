@@ -30,12 +30,18 @@ def _pytorch_count(weights) -> int:
                if not w.path.endswith(("moving_mean", "moving_variance")))
 
 
-def test_parameter_counts_match_the_authors_model():
+@pytest.fixture(scope="module")
+def full_gazegnn():
+    """Pyramid-ViG-Ti at 224 px with the 3-class head, built once for this file."""
+    return build_gazegnn((224, 224, 1), 3)
+
+
+def test_parameter_counts_match_the_authors_model(full_gazegnn):
     """Pyramid-ViG-Ti with a 3-class head and the gaze BatchNorm: 11,464,391 parameters,
     9,692,453 trainable (the relative position tables are frozen), 48,658 BatchNorm
     statistics; by part stem 32,112, blocks 10,882,386, head 399,363, position embedding
     150,528, gaze BN 2."""
-    model = build_gazegnn((224, 224, 1), 3)
+    model = full_gazegnn
     assert pytorch_counts(model) == {"total": 11_464_391, "trainable": 9_692_453,
                                      "frozen": 1_771_938, "batchnorm_statistics": 48_658,
                                      "keras_count_params": 11_464_391 + 48_658}
@@ -161,13 +167,20 @@ def test_relative_position_table():
     np.testing.assert_allclose(table, -2 * embedding @ embedding.T / 8, rtol=1e-6)
 
 
-def test_forward_train_step_and_target_layer():
+@pytest.fixture(scope="module")
+def trained_small():
+    """A demo-width GazeGNN on an 80 x 64 input (64-px crop) and four examples."""
     keras.utils.set_random_seed(0)
     model = build_gazegnn((80, 64, 1), 3, image_size=64, channels=(8, 16, 24, 32),
                           blocks=(1, 1, 2, 1))
     rng = np.random.default_rng(0)
     inputs = {"image": rng.random((4, 80, 64, 1), dtype="float32"),
               "gaze": rng.random((4, 80, 64, 1), dtype="float32")}
+    return model, inputs
+
+
+def test_forward_train_step_and_target_layer(trained_small):
+    model, inputs = trained_small
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   run_eagerly=True)  # a few steps of a small model: cheaper than tracing
@@ -302,7 +315,7 @@ def write_torch_checkpoint(path, state: dict[str, np.ndarray]) -> None:
             archive.writestr(f"archive/data/{key}", data)
 
 
-def test_convert_weights_from_their_checkpoint(tmp_path):
+def test_convert_weights_from_their_checkpoint(tmp_path, full_gazegnn):
     """``cxrkit models convert-weights pvig_ti FILE`` on a checkpoint with the authors' names
     and shapes: every backbone tensor lands where it belongs (conv kernels transposed, the
     head's 1 x 1 conv as a dense kernel, the relative position tables, the position
@@ -323,7 +336,7 @@ def test_convert_weights_from_their_checkpoint(tmp_path):
                                       "--out", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     assert "not used: prediction.4.bias, prediction.4.weight" in result.output
-    model = build_gazegnn((224, 224, 1), 3)
+    model = full_gazegnn
     model.load_weights(tmp_path / "w" / "gazegnn.weights.h5")
     np.testing.assert_allclose(np.asarray(model.get_layer("stem_1_conv").kernel),
                                state["stem.convs.0.weight"].transpose(2, 3, 1, 0))
@@ -350,7 +363,7 @@ def test_convert_weights_from_their_checkpoint(tmp_path):
         result.output
 
 
-def test_grad_cam_on_the_last_block_in_the_input_frame():
+def test_grad_cam_on_the_last_block_in_the_input_frame(trained_small):
     """Grad-CAM of the predicted class on the last block (their paper's figure), computed here
     with an eager GradientTape, min-max on the 2 x 2 grid of the 64-px crop, resized to the
     crop, put back in the crop's window of the resized 91 x 73 frame (rows 14..78, columns
@@ -359,12 +372,7 @@ def test_grad_cam_on_the_last_block_in_the_input_frame():
 
     from cxrkit.explain import grad_cam
 
-    keras.utils.set_random_seed(1)
-    model = build_gazegnn((80, 64, 1), 3, image_size=64, channels=(8, 16, 24, 32),
-                          blocks=(1, 1, 1, 1))
-    rng = np.random.default_rng(1)
-    inputs = {"image": rng.random((3, 80, 64, 1), dtype="float32"),
-              "gaze": rng.random((3, 80, 64, 1), dtype="float32")}
+    model, inputs = trained_small
     got = grad_cam(model, inputs, layer=cam_layer(model))
     tap = keras.Model(model.input, [model.get_layer(cam_layer(model)).output, model.output])
     with tf.GradientTape() as tape:
@@ -379,7 +387,7 @@ def test_grad_cam_on_the_last_block_in_the_input_frame():
         frame = np.zeros((91, 73), np.float32)
         frame[14:78, 4:68] = crop
         want.append(tf.image.resize(frame[..., None], (80, 64)).numpy()[..., 0])
-    assert got.shape == (3, 80, 64)
+    assert got.shape == (4, 80, 64)
     np.testing.assert_allclose(got, np.clip(want, 0, 1), atol=1e-5)
     assert got.max() > 0.5  # the maps are not degenerate, so the comparison means something
     assert not got[:, 0].any() and not got[:, -1].any()  # outside the crop: no evidence

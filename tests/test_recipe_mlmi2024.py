@@ -69,7 +69,7 @@ def test_run_leaves_models_parts_trace_and_tensorboard(mlmi2024_run):
         out / "tensorboard" / "saliency" / "images")
     trace = json.loads((out / "run.json").read_text())
     assert trace["recipe"]["name"] == "mlmi2024-demo"
-    assert trace["recipe"]["stages"]["saliency"]["epochs"] == 2  # the --set is recorded
+    assert trace["recipe"]["stages"]["saliency"]["epochs"] == 1  # the --set is recorded
     assert trace["recipe"]["stages"]["triplet"]["batch_size"] == 6
     assert trace["recipe"]["stages"]["unet_s"]["batch_size"] == 6  # resolved from [data]
     assert {"tensorflow", "keras", "keras_hub", "cxrkit"} <= set(trace["versions"])
