@@ -35,7 +35,7 @@ def test_parameter_counts_match_the_reference_architectures(name):
     # a ViT's position table does (197 tokens at 224 px), so ViTs are built at 224.
     size = {"vit": 224, "inception_resnet": 75}.get(SPECS[name].family, 32)
     backbone = build_backbone(name, image_size=size)
-    if name != "resnet18":
+    if name == "inception_resnet_v2":
         assert backbone.count_params() == 54_336_736
     else:
         assert _trainable(backbone) == REFERENCE_TRAINABLE[name]
@@ -96,7 +96,7 @@ def test_classifier_round_trips_through_a_keras_file(name, tmp_path):
     size = _small(name)
     model = build_classifier(name, num_classes=1, input_shape=(size, size, 1), dropout=0.1)
     x = np.random.default_rng(1).normal(size=(2, size, size, 1)).astype("float32")
-    if name == "inception_resnet_v2":
+    if name != "resnet18":
         loaded = keras.saving.deserialize_keras_object(
             keras.saving.serialize_keras_object(model), safe_mode=True)
         loaded.set_weights(model.get_weights())

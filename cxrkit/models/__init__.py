@@ -4,6 +4,7 @@
   Inception-ResNet-v2 baselines) as grayscale classifiers that name their Grad-CAM layer;
 - :mod:`cxrkit.models.mlmi2024` — the three-stage network's parts and stage models;
 - :func:`build_unet` — Res-SE-UNet, its dual-encoder form, UNet and MT-UNet;
+- :func:`build_gazegnn` — GazeGNN, the gaze-input baseline of Table 4.1;
 - :func:`freeze` / :func:`unfreeze` / :func:`set_trainable` — what the recipes toggle.
 """
 
@@ -11,6 +12,7 @@ from cxrkit.models.backbones import SPECS, BackboneSpec, build_backbone, get_spe
 from cxrkit.models.classifier import CxrClassifier, build_classifier
 from cxrkit.models.densenet_encoder import build_dense_head, build_densenet_encoder
 from cxrkit.models.freeze import freeze, set_trainable, unfreeze
+from cxrkit.models.gazegnn import build_gazegnn
 from cxrkit.models.mlmi2024 import (
     GazeDiagnosisNet,
     build_fusion_head,
@@ -22,5 +24,5 @@ from cxrkit.models.unet import MultiTaskUNet, build_unet
 
 __all__ = ["SPECS", "BackboneSpec", "CxrClassifier", "GazeDiagnosisNet", "MultiTaskUNet",
            "build_backbone", "build_classifier", "build_dense_head", "build_densenet_encoder",
-           "build_fusion_head", "build_parts", "build_unet", "encoder_model", "freeze",
-           "get_spec", "saliency_model", "set_trainable", "unfreeze"]
+           "build_fusion_head", "build_gazegnn", "build_parts", "build_unet", "encoder_model",
+           "freeze", "get_spec", "saliency_model", "set_trainable", "unfreeze"]
