@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the calibration's own Tens
 
 GOAL_RATIO = 100
 PHASES = [(re.compile(r"^== stage \d+/\d+: (\S+)"), "stage {}"),
-          (re.compile(r"^== evaluating"), "evaluate + export"),
+          (re.compile(r"^== evaluating"), "evaluate + export (+ report if nothing is exported)"),
           (re.compile(r"^SavedModel for TensorFlow Serving"), "report"),
           (re.compile(r"^report: "), "end")]
 
