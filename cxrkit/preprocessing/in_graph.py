@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cxrkit.preprocessing.egd_cxr import STUDY_CANVAS
+
 
 def decode_gray(encoded):
     """One encoded PNG/JPEG to a float32 (rows, cols) array (any scale; min-max follows)."""
@@ -106,7 +108,7 @@ def _egd_one(image, target, placement, canvas):
 
 
 def egd_from_bytes(encoded, target: tuple[int, int], placement: str = "centre",
-                   canvas: tuple[int, int] = (3200, 2560)):
+                   canvas: tuple[int, int] = STUDY_CANVAS):
     """(B,) encoded PNG/JPEG strings to a (B, rows, cols, 1) float32 batch in [0, 1]."""
     return tf.map_fn(lambda e: _egd_one(decode_gray(e), target, placement, canvas), encoded,
                      fn_output_signature=tf.TensorSpec((*target, 1), tf.float32))
