@@ -79,7 +79,7 @@ def _inline(text: str) -> str:
 
 def _table(lines: list[str]) -> str:
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
-    head, body = cells[0], [r for r in cells[2:]]
+    head, body = cells[0], cells[2:]
     rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
                    for r in body)
     return ("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head)
@@ -176,6 +176,11 @@ SCRIPT = """
   update();
 })();
 """
+
+
+def case_name(test: dict, index: int) -> str:
+    """A gallery card's name: the test image's id, or its position when ids are absent."""
+    return test["image_id"][index].decode() if "image_id" in test else f"test image {index}"
 
 
 def _number(value: float) -> str:

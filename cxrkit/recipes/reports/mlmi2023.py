@@ -26,7 +26,7 @@ from cxrkit import metrics
 from cxrkit.explain.overlay import outline
 from cxrkit.figures import Panel, bar_figure, panel_grid, save_figure
 from cxrkit.recipes.reports.common import trace_summary, write_pages
-from cxrkit.recipes.reports.html import Case, gallery_html, overlay_tile
+from cxrkit.recipes.reports.html import Case, case_name, gallery_html, overlay_tile
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -57,8 +57,7 @@ def _gallery(runs: dict, test: dict) -> str:
                                    mask, color=(255, 255, 255))
             numbers[f"DiffGradCAM {label}"] = float(r["diff_gradcam"][where])
             numbers[f"EHR AUC {label}"] = float(r["ehr_auc"][where])
-        name = test["image_id"][i].decode() if "image_id" in test else f"test image {i}"
-        cases.append(Case(name, "pneumothorax", None, tiles, numbers))
+        cases.append(Case(case_name(test, i), "pneumothorax", None, tiles, numbers))
     return gallery_html(cases, ["pneumothorax"], note="The positive test images with a mask "
                         "(the images Grad-CAM is scored on); n/a marks a degenerate map.")
 

@@ -28,7 +28,7 @@ from cxrkit.explain import grad_cam
 from cxrkit.figures import Panel, panel_grid, roc_figure, save_figure
 from cxrkit.recipes.evaluate import SALIENCY_METRICS, per_image, summarise
 from cxrkit.recipes.reports.common import trace_summary, write_pages
-from cxrkit.recipes.reports.html import Case, gallery_html, overlay_tile
+from cxrkit.recipes.reports.html import Case, case_name, gallery_html, overlay_tile
 
 
 def _fmt(summary: dict | None) -> str:
@@ -135,8 +135,8 @@ def example_figure(test: dict, chosen: list[int], columns: dict[str, np.ndarray]
 
 
 def roc_curves(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
-    """One-vs-rest ROC curves, "class (AUC x)" -> (fpr, tpr), for classes present and absent
-    in the labels."""
+    """One-vs-rest ROC curves, "class (AUC x)" -> (fpr, tpr), for each class that has both
+    positive and negative test images."""
     curves = {}
     for c, name in enumerate(class_names):
         if 0 < (labels == c).sum() < len(labels):
@@ -162,8 +162,8 @@ def gallery(test: dict, class_names: list[str], *, probs: np.ndarray | None,
         for title, values in per_image_metrics.items():
             numbers.update({f"{k.upper()} {title}": float(v[i]) for k, v in values.items()})
         predicted = None if probs is None else class_names[int(np.argmax(probs[i]))]
-        name = test["image_id"][i].decode() if "image_id" in test else f"test image {i}"
-        cases.append(Case(name, class_names[int(test["label"][i])], predicted, tiles, numbers))
+        cases.append(Case(case_name(test, i), class_names[int(test["label"][i])], predicted,
+                          tiles, numbers))
     return gallery_html(cases, class_names, note="Every test image; a red frame marks a wrong "
                         "prediction. Maps are normalised per image.")
 
