@@ -3,7 +3,9 @@
 A card records the model's preprocessing convention with its parameters
 (:mod:`cxrkit.preprocessing`, whose ``size`` is the model's input size), the class names and
 the task (``"classifier"``; ``"mlmi2024"`` for the gaze + diagnosis network, which also
-predicts a saliency map; ``"saliency"`` for a gaze predictor alone). Recipes save one beside
+predicts a saliency map; ``"saliency"`` for a gaze predictor alone; ``"gazegnn"`` for a
+classifier that also takes the radiologist's gaze: a second input ``gaze``, the fixation
+dwell-time map on the image's grid, :attr:`ModelCard.takes_gaze`). Recipes save one beside
 every model (``model.card.json`` beside ``model.keras``); exports keep it as
 ``assets.extra/cxrkit_card.json``.
 """
@@ -19,7 +21,7 @@ from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import write_text_atomic
 from cxrkit.preprocessing import Preprocessing, from_config
 
-TASKS = ("classifier", "mlmi2024", "saliency")
+TASKS = ("classifier", "mlmi2024", "saliency", "gazegnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,11 @@ class ModelCard:
         if self.task not in TASKS:
             raise CxrkitError(f"unknown model task {self.task!r}; expected one of "
                               f"{', '.join(TASKS)}")
+
+    @property
+    def takes_gaze(self) -> bool:
+        """Whether the model's inputs are ``{"image", "gaze"}`` rather than the image alone."""
+        return self.task == "gazegnn"
 
     @property
     def input_size(self) -> tuple[int, int]:

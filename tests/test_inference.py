@@ -149,20 +149,26 @@ def test_explain_a_model_saved_without_a_card(tmp_path, siim_phantom):
 
 
 def test_a_model_that_needs_gaze_says_so(tmp_path, egd_phantom):
-    """GazeGNN takes the gaze as a second input: explain and export name that input instead of
-    failing inside Keras."""
+    """GazeGNN takes the gaze as a second input: explain without --gaze names it, and a card
+    that does not say so is refused before anything fails inside Keras."""
     from cxrkit.models.gazegnn import build_gazegnn
 
     src, items = egd_phantom
     model = build_gazegnn((64, 64, 1), 3, image_size=64, channels=(8, 16, 24, 32),
                           blocks=(1, 1, 1, 1))
     model.save(tmp_path / "gazegnn.keras")
+    explain = ["explain", items[0].path, "--model", str(tmp_path / "gazegnn.keras"),
+               "--out", str(tmp_path / "o")]
+    ModelCard(EgdCxrPreprocessing((64, 64)), ("Normal", "CHF", "pneumonia"),
+              "gazegnn").save(tmp_path / "gazegnn.card.json")
+    result = CliRunner().invoke(cli, explain)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "takes the radiologist's gaze as a second input; pass --gaze TABLE" in result.output
     ModelCard(EgdCxrPreprocessing((64, 64)), ("Normal", "CHF", "pneumonia"),
               "classifier").save(tmp_path / "gazegnn.card.json")
-    for args in (["explain", items[0].path, "--model", str(tmp_path / "gazegnn.keras"),
-                  "--out", str(tmp_path / "o")],
-                 ["export", str(tmp_path / "gazegnn.keras"), "--name", "g",
-                  "--to", str(tmp_path / "s")]):
+    for args in (explain, ["export", str(tmp_path / "gazegnn.keras"), "--name", "g",
+                           "--to", str(tmp_path / "s")]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1, result.output
-        assert "takes the radiologist's gaze as a second input ('gaze'" in result.output
+        assert (f"{tmp_path / 'gazegnn.card.json'}: model card says task 'classifier', but the "
+                "model takes 'gaze' input") in result.output

@@ -134,3 +134,85 @@ def test_finite_datasets_know_their_length(siim_records):
     assert int(load(siim_records, "train", batch_size=4, shuffle=True, augment=True, seed=1)
                .cardinality()) == math.ceil(total / 4)
     assert len(list(load(siim_records, "train", batch_size=4))) == math.ceil(total / 4)
+
+
+def _their_crop_box(uniform: np.ndarray, height: int, width: int):
+    """torchvision's RandomResizedCrop.get_params (scale 0.08-1, ratio 3/4-4/3), transcribed,
+    fed the same uniforms: rows 0/1 of ``uniform`` draw each try's area share and log-ratio,
+    rows 2/3 place the crop (randint(0, n + 1) as floor(u * (n + 1)))."""
+    import math
+
+    area = height * width
+    for t in range(10):
+        target = area * (0.08 + 0.92 * uniform[0, t])
+        ratio = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * uniform[1, t])
+        w, h = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            return (int(uniform[2, t] * (height - h + 1)), int(uniform[3, t] * (width - w + 1)),
+                    h, w)
+    w, h = width, height  # the central crop; both test shapes are within the ratio range
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+@pytest.mark.parametrize("shape", [(40, 36), (12, 10)])
+def test_gazegnn_crop_box_is_torchvision_rule(shape):
+    from cxrkit.data.gazegnn_augmentation import crop_box
+
+    height, width = shape
+    for seed in range(60):
+        key = tf.constant([seed, 3], tf.int64)
+        uniform = tf.random.stateless_uniform([4, 10], key, 0.0, 1.0).numpy().astype(np.float64)
+        got = tuple(int(v) for v in crop_box(key, height, width))
+        assert got == _their_crop_box(uniform, height, width), seed
+        top, left, rows, cols = got
+        assert 0 <= top <= height - rows and 0 <= left <= width - cols
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_gazegnn_rotation_crop_flip_against_scipy(flip):
+    """One composed resampling equals rotating, cropping, resizing (half-pixel centres) and
+    mirroring, worked out point by point and sampled with scipy.ndimage.map_coordinates."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from cxrkit.data.gazegnn_augmentation import compose
+    from cxrkit.data.reader import transform
+
+    height, width, angle = 30, 24, np.deg2rad(4.0)
+    top, left, rows, cols = 5, 3, 17, 14
+    image = np.random.default_rng(2).normal(size=(height, width)).astype(np.float32)
+    m = compose(tf.constant(angle, tf.float32), (top, left, rows, cols), tf.constant(flip),
+                height, width).numpy()
+    got = transform(tf.constant(image[None, ..., None]), m[None]).numpy()[0, ..., 0]
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    x = (width - 1) - x if flip else x
+    xc, yc = left + (x + 0.5) * cols / width - 0.5, top + (y + 0.5) * rows / height - 0.5
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    xs = np.cos(angle) * (xc - cx) - np.sin(angle) * (yc - cy) + cx
+    ys = np.sin(angle) * (xc - cx) + np.cos(angle) * (yc - cy) + cy
+    want = ndimage.map_coordinates(image.astype(np.float64), [ys, xs], order=1,
+                                   mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_gazegnn_augmentation_moves_every_map_together(egd_phantom, tmp_path):
+    from cxrkit.data.reader import _augment_gazegnn
+
+    yy, xx = np.mgrid[0:48, 0:40]
+    square = ((abs(yy - 20) < 9) & (abs(xx - 22) < 7)).astype(np.float32)[..., None]
+    example = {k: tf.constant(square) for k in ("image", "heatmap", "gaze_dwell", "mask")}
+    for seed in range(6):
+        out = _augment_gazegnn(example, tf.constant([seed, 9], tf.int64), height=48, width=40)
+        np.testing.assert_array_equal(out["image"].numpy(), out["heatmap"].numpy())
+        np.testing.assert_array_equal(out["image"].numpy(), out["gaze_dwell"].numpy())
+        assert set(np.unique(out["mask"].numpy())) <= {0.0, 1.0}
+    src, _ = egd_phantom
+    convert_egd_cxr(src / "master_sheet.csv", src / "fixations.csv", src, tmp_path,
+                    gaze_source="fixations", target=(32, 24), canvas=(160, 120), test=0, val=0)
+    plain = next(iter(load(tmp_path, "train", batch_size=4)))
+    first, again = (next(iter(load(tmp_path, "train", batch_size=4, augment="gazegnn",
+                                   seed=1))) for _ in range(2))
+    assert "gaze_dwell" in first and first["image"].shape == plain["image"].shape
+    np.testing.assert_array_equal(first["image"].numpy(), again["image"].numpy())
+    assert not np.array_equal(first["image"].numpy(), plain["image"].numpy())
+    with pytest.raises(Exception, match="unknown augmentation 'flip'; choose from none, "
+                                        "mlmi2023, gazegnn"):
+        load(tmp_path, "train", augment="flip")

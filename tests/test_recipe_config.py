@@ -135,6 +135,8 @@ def test_overrides_are_typed_and_checked():
     ("training.beta_1=1.0", "beta_1 must be in \\[0, 1\\)"),
     ("stages.triplet.margin=-1.0", "stages.triplet.margin must be positive"),
     ('stages.saliency.optimizer="rmsprop"', "optimizer must be one of adam, adamw, sgd"),
+    ('stages.gazegnn.augmentation="flip"', "stages.gazegnn.augmentation must be one of "
+                                           "recipe, none, mlmi2023, gazegnn, not 'flip'"),
     ('stages.saliency.parts={unet = "unet", classifier = "unet_s"}', "no role 'classifier'"),
     ('report.saliency_reference="nope"', "names unknown stage 'nope'"),
 ])
@@ -168,6 +170,10 @@ def test_every_vocabulary_is_one_registry_that_validation_reads():
                              "gazegnn"}
     assert set(EVALUATIONS) == {"none", "classification", "saliency", "both", "gradcam"}
     assert set(REPORTS) == {"mlmi2024", "mlmi2023"}
+    from cxrkit.data.reader import AUGMENTATIONS as READER
+    from cxrkit.recipes.schema import AUGMENTATIONS
+
+    assert ("recipe", *READER) == AUGMENTATIONS  # the schema names the reader's modes
     recipe = apply_overrides(load_recipe("mlmi2024"), ['stages.unet_s.task="echo"'])
     with pytest.raises(CxrkitError, match="task 'echo'"):
         parse(recipe)

@@ -279,3 +279,155 @@ def test_predict_names_malformed_cards_and_folders_that_are_not_exports(exported
     result = CliRunner().invoke(cli, ["predict", str(image), "--model", str(copy)])
     assert result.exit_code == 1
     assert f"Error: {copy}: not a SavedModel version folder (no saved_model.pb)" in result.output
+
+
+@pytest.fixture(scope="module")
+def gazegnn_export(egd_phantom, tmp_path_factory):
+    """A demo-width GazeGNN (32 px) saved with its gazegnn card and exported, and the phantom
+    set converted at the same size, canvas and placement: (model, export folder, records,
+    the fixations table)."""
+    from cxrkit.models import build_gazegnn
+    from data_prep.egd_cxr.convert import convert_egd_cxr
+
+    src, _ = egd_phantom
+    root = tmp_path_factory.mktemp("gazegnn")
+    keras.utils.set_random_seed(0)
+    model = build_gazegnn((*SIZE, 1), 3, image_size=32, channels=(8, 16, 24, 32),
+                          blocks=(1, 1, 1, 1))
+    model.save(root / "model.keras")
+    ModelCard(EgdCxrPreprocessing(SIZE, canvas=CANVAS), EGD, task="gazegnn").save(
+        card_path(root / "model.keras"))
+    folder = export_model(root, "gazegnn", to=root / "saved_models")
+    records = root / "records"
+    convert_egd_cxr(src / "master_sheet.csv", src / "fixations.csv", src, records,
+                    gaze_source="fixations", target=SIZE, canvas=CANVAS, sigma=3.0, test=3,
+                    val=2, seed=0)
+    return model, folder, records, src / "fixations.csv"
+
+
+def _record_inputs(records) -> dict:
+    """image_id -> (image, gaze_dwell) as the reader gives them for training."""
+    from cxrkit.data import load
+
+    out = {}
+    for split in ("train", "validation", "test"):
+        for example in load(records, split).as_numpy_iterator():
+            out[example["image_id"].decode()] = (example["image"], example["gaze_dwell"])
+    return out
+
+
+def test_gazegnn_export_takes_image_and_gaze(gazegnn_export):
+    from cxrkit.explain import grad_cam
+
+    model, folder, _, _ = gazegnn_export
+    rng = np.random.default_rng(4)
+    inputs = {"image": rng.random((2, *SIZE, 1), dtype="float32"),
+              "gaze": rng.random((2, *SIZE, 1), dtype="float32")}
+    signatures = tf.saved_model.load(str(folder)).signatures
+    assert set(signatures) == {"serving_default", "predict_image_bytes"}
+    out = signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+    np.testing.assert_allclose(out["probabilities"].numpy(),
+                               _softmax(np.asarray(model(inputs))), atol=1e-5)
+    np.testing.assert_allclose(out["gradcam"].numpy(), grad_cam(model, inputs), atol=1e-4)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"gaze must be a float32 batch of shape \(batch, 32, 32, 1\), as "
+                             "many as the other inputs"):
+        signatures["serving_default"](image=tf.constant(inputs["image"]),
+                                      gaze=tf.constant(inputs["gaze"][:1]))
+
+
+def test_predict_and_explain_with_gaze_feed_what_training_saw(gazegnn_export, egd_phantom,
+                                                              tmp_path):
+    """`cxrkit predict --gaze` on the raw DICOMs gives the model's probabilities on the
+    converted records' image and gaze_dwell of the same images; without --gaze it says what to
+    pass; `cxrkit explain --gaze` agrees."""
+    model, folder, records, table = gazegnn_export
+    _, items = egd_phantom
+    paths = [item.path for item in items[:4]]
+    result = CliRunner().invoke(cli, ["predict", *paths, "--model", str(folder),
+                                      "--gaze", str(table)])
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    trained = _record_inputs(records)
+    for record, item in zip(got, items, strict=False):
+        image, dwell = trained[item.dicom_id]
+        assert dwell.max() == pytest.approx(1.0)  # a real map, not an empty one
+        want = _softmax(np.asarray(model({"image": image[None], "gaze": dwell[None]})))[0]
+        np.testing.assert_allclose([record["probabilities"][k] for k in EGD], want, atol=2e-5)
+
+    missing = CliRunner().invoke(cli, ["predict", paths[0], "--model", str(folder)])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert "takes the radiologist's gaze as a second input; pass --gaze TABLE" in missing.output
+    stranger = tmp_path / "not-in-the-table.dcm"
+    shutil.copy(paths[0], stranger)
+    unknown = CliRunner().invoke(cli, ["predict", str(stranger), "--model", str(folder),
+                                       "--gaze", str(table)])
+    assert unknown.exit_code == 1
+    assert f"{stranger}: no usable gaze rows for DICOM_ID 'not-in-the-table'" in unknown.output
+
+    explained = CliRunner().invoke(cli, ["explain", *paths[:2], "--model",
+                                         str(folder.parent.parent.parent / "model.keras"),
+                                         "--gaze", str(table), "--out", str(tmp_path / "x")])
+    assert explained.exit_code == 0, explained.output
+    lines = [json.loads(line) for line in explained.output.splitlines()
+             if line.startswith("{")]
+    for line, record in zip(lines, got, strict=False):
+        assert line["label"] == record["label"]
+        assert cv2.imread(line["overlay"]).shape == (*SIZE, 3)
+
+
+def test_predict_with_gaze_against_a_rest_server(gazegnn_export, egd_phantom, tmp_path):
+    """The server path sends the gaze map beside the image: b64 PNG to predict_image_bytes,
+    a preprocessed DICOM to serving_default; the answers match the local ones."""
+    _, folder, _, table = gazegnn_export
+    _, items = egd_phantom
+    png = _encoded(egd_phantom, tmp_path)[0]
+    stem = png.with_name(f"{items[0].dicom_id}.png")  # the table is keyed by DICOM id
+    png.rename(stem)
+    paths = [str(stem), items[1].path]
+    signatures = tf.saved_model.load(str(folder)).signatures
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # TF Serving's REST predict API with named inputs per instance
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            instance = body["instances"][0]
+            seen.append((body["signature_name"], sorted(instance)))
+            gaze = tf.constant([instance["gaze"]], tf.float32)
+            if body["signature_name"] == "predict_image_bytes":
+                out = signatures["predict_image_bytes"](image_bytes=tf.constant(
+                    [base64.b64decode(instance["image_bytes"]["b64"])]), gaze=gaze)
+            else:
+                out = signatures["serving_default"](
+                    image=tf.constant([instance["image"]], tf.float32), gaze=gaze)
+            reply = json.dumps({"predictions": [{
+                "probabilities": out["probabilities"].numpy()[0].tolist(),
+                "class_names": [n.decode() for n in out["class_names"].numpy()[0]]}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        remote = CliRunner().invoke(cli, ["predict", *paths, "--server", url, "--name", "g",
+                                          "--card", str(folder), "--gaze", str(table)])
+        assert remote.exit_code == 0, remote.output
+    finally:
+        server.shutdown()
+    assert seen == [("predict_image_bytes", ["gaze", "image_bytes"]),
+                    ("serving_default", ["gaze", "image"])]
+    local = CliRunner().invoke(cli, ["predict", *paths, "--model", str(folder), "--gaze",
+                                     str(table)])
+    for a, b in zip(remote.output.splitlines(), local.output.splitlines(), strict=True):
+        a, b = json.loads(a), json.loads(b)
+        for k in EGD:  # the PNG is 8-bit either way; the server decodes it in the graph
+            assert a["probabilities"][k] == pytest.approx(b["probabilities"][k], abs=1e-3)
+    no_card = CliRunner().invoke(cli, ["predict", paths[0], "--server", url, "--name", "g",
+                                       "--gaze", str(table)])
+    assert no_card.exit_code == 2 and "--gaze with --server needs --card" in no_card.output

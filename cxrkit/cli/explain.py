@@ -22,16 +22,22 @@ import click
                    "(siim-acr or egd-cxr).")
 @click.option("--classes", default=None, metavar="A,B,...",
               help="For a .keras model without its model card: the class names.")
-def explain(images, model_path, out, method, class_name, preprocessing, classes) -> None:
+@click.option("--gaze", "gaze_table", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="For a model that takes gaze (GazeGNN): an EGD-CXR gaze table "
+              "with rows for each image's DICOM_ID (its file name without the extension).")
+def explain(images, model_path, out, method, class_name, preprocessing, classes,
+            gaze_table) -> None:
     """Grad-CAM overlays (and predicted gaze maps) for DICOM, PNG and JPEG IMAGES.
 
     Prints one JSON line per image with the prediction and the files written.
     """
+    from cxrkit.cli.serving import gaze_source
     from cxrkit.explain.files import explain_files
     from cxrkit.inference import load_model
 
     model, card = load_model(model_path, preprocessing=preprocessing,
                              class_names=classes.split(",") if classes else None)
+    gaze = gaze_source(gaze_table, card) if gaze_table else None
     for record in explain_files(model, card, list(images), out, method=method,
-                                class_name=class_name):
+                                class_name=class_name, gaze=gaze):
         click.echo(json.dumps(record))

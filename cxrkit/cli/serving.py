@@ -7,6 +7,13 @@ import json
 import click
 
 
+def gaze_source(table, card):
+    """The gaze input of ``--gaze TABLE`` on ``card``'s grid (a GazeSource)."""
+    from data_prep.egd_cxr.convert import dwell_source
+
+    return dwell_source(table, card.preprocessing)
+
+
 @click.command()
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--name", required=True, help="Model name (the folder TF Serving serves).")
@@ -38,7 +45,11 @@ def export(source, name, version, to) -> None:
                    "assets.extra/cxrkit_card.json (needed for DICOMs).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="With --model: write saliency / Grad-CAM overlay PNGs here.")
-def predict(images, saved_model, server, name, card, out) -> None:
+@click.option("--gaze", "gaze_table", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="For a model that takes gaze (GazeGNN): an EGD-CXR gaze table "
+              "(fixations.csv / eye_gaze.csv) with rows for each image's DICOM_ID, its file "
+              "name without the extension.")
+def predict(images, saved_model, server, name, card, out, gaze_table) -> None:
     """Predict DICOM, PNG and JPEG IMAGES: one JSON line per image."""
     from cxrkit.serving import predict as serving
 
@@ -47,9 +58,15 @@ def predict(images, saved_model, server, name, card, out) -> None:
     if server is not None:
         if not name:
             raise click.UsageError("--server needs --name")
+        if gaze_table and not card:
+            raise click.UsageError("--gaze with --server needs --card (the gaze map is "
+                                   "computed on the model's grid)")
         model_card = serving.read_card(card) if card else None
-        records = serving.predict_server(list(images), server, name, card=model_card)
+        gaze = gaze_source(gaze_table, model_card) if gaze_table else None
+        records = serving.predict_server(list(images), server, name, card=model_card,
+                                         gaze=gaze)
     else:
-        records = serving.predict_local(list(images), saved_model, out=out)
+        gaze = gaze_source(gaze_table, serving.read_card(saved_model)) if gaze_table else None
+        records = serving.predict_local(list(images), saved_model, out=out, gaze=gaze)
     for record in records:
         click.echo(json.dumps(record))

@@ -14,6 +14,7 @@ import os
 
 import tensorflow as tf
 
+from cxrkit.data.gazegnn_augmentation import gazegnn_matrix
 from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import SHARD_NAME, sha256_file
 from cxrkit.preprocessing import Preprocessing, from_config
@@ -191,8 +192,11 @@ def augment_batch(example: dict, seed, *, max_degrees: float = 10.0, noise_std: 
     return {**example, "image": image, target: target_map, **extra}
 
 
+AUGMENTATIONS = ("none", "mlmi2023", "gazegnn")
+
+
 def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = None,
-         shuffle: bool = False, augment: bool = False, seed: int | None = None,
+         shuffle: bool = False, augment: bool | str = False, seed: int | None = None,
          balanced: bool = False, cache: bool = False, repeat: bool = False) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of one split of a record folder (see the package docstring).
 
@@ -200,16 +204,22 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
         split: ``"train"``, ``"validation"`` or ``"test"``.
         batch_size: batch the examples (``None`` yields single examples).
         shuffle: shuffle examples (and shard order) each epoch; ``seed`` fixes the order.
-        augment: apply :func:`augment_batch` to each example. Each example's draw comes
-            from a random stream seeded with ``seed`` that is redrawn on every pass, so every
-            epoch sees new augmentations while a new dataset with the same seed reproduces
-            the same sequence of epochs.
+        augment: augment each example: ``"mlmi2023"`` (or ``True``) the 2023 study's
+            :func:`augment_batch`, ``"gazegnn"`` GazeGNN's rotation, random resized crop and
+            flip (:mod:`cxrkit.data.gazegnn_augmentation`), ``"none"`` (or ``False``) none.
+            Each example's draw comes from a random stream seeded with ``seed`` that is
+            redrawn on every pass, so every epoch sees new augmentations while a new dataset
+            with the same seed reproduces the same sequence of epochs.
         balanced: class-balanced batches for triplet training: examples are drawn
             round-robin from per-class streams (repeated forever), so every batch of
             ``batch_size >= 2 * classes`` holds at least two images of each class present.
         cache: cache decoded examples in memory after the first pass.
         repeat: repeat forever (implied by ``balanced``).
     """
+    mode = {True: "mlmi2023", False: "none"}.get(augment, augment)
+    if mode not in AUGMENTATIONS:
+        raise CxrkitError(f"unknown augmentation {augment!r}; choose from "
+                          f"{', '.join(AUGMENTATIONS)}")
     manifest = read_manifest(directory)
     if split not in manifest["shards"]:
         raise InputError(directory, f"no split {split!r}; the manifest has "
@@ -247,13 +257,14 @@ def load(directory: str | os.PathLike, split: str, *, batch_size: int | None = N
                                       reshuffle_each_iteration=True)
         if repeat:
             dataset = dataset.repeat()
-    if augment:  # per example, so tf.data spreads the work over all cores
+    if mode != "none":  # per example, so tf.data spreads the work over all cores
         height, width = manifest["features"]["image"]["shape"][:2]
-        bank = noise_bank(height, width, seed)
+        one = (functools.partial(_augment_one, bank=noise_bank(height, width, seed))
+               if mode == "mlmi2023" else
+               functools.partial(_augment_gazegnn, height=height, width=width))
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, draws).map(
-            lambda example, draw: _augment_one(
-                example, tf.stack([tf.cast(seed, tf.int64), draw]), bank),
+            lambda example, draw: one(example, tf.stack([tf.cast(seed, tf.int64), draw])),
             num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         dataset = dataset.batch(batch_size, drop_remainder=balanced)
@@ -276,6 +287,18 @@ def _augment_one(example: dict, seed, bank: tf.Tensor) -> dict:
     noise = tf.slice(bank, [corner[0], corner[1], 0], shape)
     batch = augment_batch({k: example[k][None] for k in maps}, seed, noise=noise[None])
     return {**example, **{k: batch[k][0] for k in maps}}
+
+
+def _augment_gazegnn(example: dict, seed, *, height: int, width: int) -> dict:
+    """GazeGNN's augmentation on one example: one transform for every map (a 0/1 mask
+    nearest neighbour, so it stays 0/1)."""
+    matrix = gazegnn_matrix(seed, height, width)[None]
+    out = dict(example)
+    for key in ("image", "mask", "heatmap", *EXTRA_MAPS):
+        if key in example:
+            out[key] = transform(example[key][None], matrix,
+                                 "NEAREST" if key == "mask" else "BILINEAR")[0]
+    return out
 
 
 def _total(manifest: dict, split: str) -> int:

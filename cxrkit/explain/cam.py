@@ -14,8 +14,10 @@ bilinearly to the input size. The score is the logit of the chosen class (before
 for a single-logit binary head it is the logit for class 1 and its negation for class 0.
 
 The target layer is the model's declared one (``model.cam_model()``, see
-:mod:`cxrkit.models`), never "the last Conv2D". One forward and one backward pass run for the
-whole batch inside a ``tf.function`` compiled once per model and method.
+:mod:`cxrkit.models`; for GazeGNN, a plain functional model, its last Grapher/FFN block,
+:func:`cxrkit.models.gazegnn.cam_layer`), never "the last Conv2D". One forward and one
+backward pass run for the whole batch inside a ``tf.function`` compiled once per model and
+method.
 """
 
 from __future__ import annotations
@@ -60,15 +62,19 @@ def cam_model_for(model: keras.Model, layer: str | None = None):
     """``(image -> (target activations, logits), reshape)`` for ``model``.
 
     ``layer=None`` takes the model's declared target (``model.cam_model()``, with its
-    ``cam_reshape`` for token sequences). A name is looked up in a classifier's backbone (CNN
-    families), then in the model; the logits are the model's single output (or its
-    ``"logits"`` output).
+    ``cam_reshape`` for token sequences; GazeGNN's last block). A name is looked up in a
+    classifier's backbone (CNN families), then in the model; the logits are the model's single
+    output (or its ``"logits"`` output).
     """
+    if layer is None and hasattr(model, "cam_model"):
+        return model.cam_model(), getattr(model, "cam_reshape", _identity)
     if layer is None:
-        if not hasattr(model, "cam_model"):
+        from cxrkit.models.gazegnn import cam_layer, is_gazegnn
+
+        if not is_gazegnn(model):
             raise CxrkitError(f"model {model.name!r} declares no Grad-CAM target layer; "
                               "pass layer=NAME")
-        return model.cam_model(), getattr(model, "cam_reshape", _identity)
+        layer = cam_layer(model)
     if hasattr(model, "cam_model") and hasattr(model, "backbone"):
         try:
             tap = model.backbone.get_layer(layer).output

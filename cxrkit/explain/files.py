@@ -1,8 +1,9 @@
 """Explanations of image files with a saved model: what ``cxrkit explain`` does.
 
-For each image: the training-identical preprocessing of its model card, one batched Grad-CAM
-pass (which also yields the prediction), an overlay PNG, the predicted gaze-saliency overlay
-when the model predicts one, and a JSON record of the prediction.
+For each image: the training-identical preprocessing of its model card (and, for a model that
+takes the radiologist's gaze, its gaze map: :func:`cxrkit.inference.model_feed`), one batched
+Grad-CAM pass (which also yields the prediction), an overlay PNG, the predicted gaze-saliency
+overlay when the model predicts one, and a JSON record of the prediction.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError
 from cxrkit.explain.cam import grad_cam
 from cxrkit.explain.overlay import overlay, save_png
-from cxrkit.inference import probabilities
-from cxrkit.preprocessing import read_image
+from cxrkit.inference import GazeSource, check_gaze, model_feed, probabilities
 
 
 def explain_files(model, card: ModelCard, paths: list[str | os.PathLike], out: str | os.PathLike,
                   *, method: str = "gradcam", class_name: str | None = None,
-                  batch_size: int = 8) -> list[dict]:
+                  batch_size: int = 8, gaze: GazeSource | None = None) -> list[dict]:
     """Writes overlays under ``out`` and returns one record per image (also in
-    ``out/predictions.jsonl``)."""
+    ``out/predictions.jsonl``). ``gaze`` supplies the gaze input of a model that takes one."""
+    check_gaze(card, gaze, paths[0] if paths else out)
     class_index = None
     if class_name is not None:
         if class_name not in card.class_names:
@@ -37,8 +38,8 @@ def explain_files(model, card: ModelCard, paths: list[str | os.PathLike], out: s
     records = []
     for start in range(0, len(paths), batch_size):
         chunk = [Path(p) for p in paths[start:start + batch_size]]
-        images = np.stack([card.preprocessing.prepare(read_image(p)) for p in chunk])
-        maps, logits = grad_cam(model, images, method=method, class_index=class_index,
+        images, feed = model_feed(card, chunk, gaze)
+        maps, logits = grad_cam(model, feed, method=method, class_index=class_index,
                                 return_logits=True)
         saliency = None
         if isinstance(model.output, dict) and "saliency" in model.output:

@@ -323,6 +323,11 @@ def build_gazegnn(input_shape=(224, 224, 1), num_classes: int = 3, *, image_size
     return keras.Model({"image": image, "gaze": gaze}, logits, name=name)
 
 
+def is_gazegnn(model: keras.Model) -> bool:
+    """Whether ``model`` is a :func:`build_gazegnn` network (built here or loaded)."""
+    return any(isinstance(layer, PatchGaze) for layer in model.layers)
+
+
 def cam_layer(model: keras.Model) -> str:
     """The Grad-CAM target: the last Grapher/FFN block's output."""
     return [layer.name for layer in model.layers if layer.name.endswith("_out")

@@ -102,8 +102,10 @@ class Run:
             raise CxrkitError(f"stage {stage.name} ({stage.task}) needs the record feature(s) "
                               f"{', '.join(missing)}, which {self.data} lacks; convert EGD-CXR "
                               "from a gaze table with a 'Time (in secs)' column")
+        augmentation = stage.augmentation if stage.augmentation != "recipe" else (
+            "mlmi2023" if self.recipe.data.augment else "none")
         ds = load(self.data, split, batch_size=self.global_batch(stage), shuffle=training,
-                  augment=training and self.recipe.data.augment, seed=self.recipe.seed,
+                  augment=augmentation if training else "none", seed=self.recipe.seed,
                   balanced=balanced and training)
         return ds.map(lambda ex: (task.model_inputs(ex), losses.targets(stage, ex)))
 

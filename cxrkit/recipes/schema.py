@@ -81,6 +81,7 @@ class Stage:
     triplet_reduction: str = "sum"  # over the batch's triplets: "sum" (authors' code), "mean"
     evaluate: str = "none"
     precise_bn_batches: int = 0
+    augmentation: str = "recipe"  # "recipe": data.augment's; or one of the reader's modes
 
 
 # stage field -> (section, key) it takes when the stage leaves it out
@@ -90,6 +91,7 @@ INHERITED = {"epochs": ("training", "epochs"), "learning_rate": ("training", "le
 OPTIMIZERS = ("adam", "adamw", "sgd")
 BATCHES = ("shuffled", "balanced")
 TRIPLET_STRATEGIES = ("all", "hard")
+AUGMENTATIONS = ("recipe", "none", "mlmi2023", "gazegnn")  # cxrkit.data.reader's, + "recipe"
 TRIPLET_REDUCTIONS = ("sum", "mean")
 
 
@@ -259,6 +261,7 @@ def _stage(name: str, table: dict, raw: dict, parts: dict[str, Part]) -> Stage:
     _choice(stage.optimizer, OPTIMIZERS, f"{where}.optimizer")
     _choice(stage.batches, BATCHES, f"{where}.batches")
     _choice(stage.triplet_strategy, TRIPLET_STRATEGIES, f"{where}.triplet_strategy")
+    _choice(stage.augmentation, AUGMENTATIONS, f"{where}.augmentation")
     _choice(stage.triplet_reduction, TRIPLET_REDUCTIONS, f"{where}.triplet_reduction")
     for key in ("epochs", "learning_rate", "batch_size", "margin"):
         _positive(getattr(stage, key), f"{where}.{key}")

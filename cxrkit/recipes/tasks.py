@@ -78,7 +78,7 @@ def _classifier(roles):
     return roles["classifier"]
 
 
-@TASKS.register("gazegnn", roles=("classifier",),
+@TASKS.register("gazegnn", roles=("classifier",), card_task="gazegnn",
                 inputs=(("image", "image"), ("gaze", "gaze_dwell")))
 def _gazegnn(roles):
     return roles["classifier"]

@@ -10,6 +10,10 @@ Signatures (readable names; docs/serving.md):
   the graph by the card's convention (:meth:`~cxrkit.preprocessing.Preprocessing.from_bytes`)
   — the same outputs; only for conventions with an in-graph path (``egd-cxr``).
 
+A model that takes the radiologist's gaze (GazeGNN, card task ``gazegnn``) has a second input
+in both: ``gaze: float32 (B, rows, cols, 1)``, the fixation dwell-time map on the model's grid
+(what ``cxrkit predict --gaze TABLE`` computes, as the converter does for ``gaze_dwell``).
+
 Beside the SavedModel, ``assets.extra/cxrkit_card.json`` keeps the model card, and
 ``<to>/models.config`` lists every model under ``<to>`` for serving several at once.
 """
@@ -27,6 +31,7 @@ from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError
 from cxrkit.explain.cam import cam_model_for, compiled_cam
 from cxrkit.inference import load_model
+from cxrkit.models.gazegnn import is_gazegnn
 
 CARD_NAME = "cxrkit_card.json"
 
@@ -38,8 +43,9 @@ def next_version(base: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _outputs(model, cam, card: ModelCard, images) -> dict:
-    raw = model(images, training=False)
+def _outputs(model, cam, card: ModelCard, inputs) -> dict:
+    raw = model(inputs, training=False)
+    images = inputs["image"] if isinstance(inputs, dict) else inputs
     out = raw if isinstance(raw, dict) else {"logits": raw}
     result = {}
     if "logits" in out:
@@ -58,33 +64,51 @@ def _outputs(model, cam, card: ModelCard, images) -> dict:
     if cam is not None:
         cam_model, reshape = cam
         index = -tf.ones(tf.shape(images)[:1], tf.int32)
-        result["gradcam"] = compiled_cam(cam_model, reshape, "gradcam")(images, index)[0]
+        result["gradcam"] = compiled_cam(cam_model, reshape, "gradcam")(inputs, index)[0]
     return result
 
 
-def guarded(compute, image, rows: int, cols: int) -> dict:
-    """``compute(image)`` with the input's rank and size checked at run time.
+def guarded(compute, inputs: dict, rows: int, cols: int) -> dict:
+    """``compute(inputs)`` with each input's rank and size, and their common batch size,
+    checked at run time (``inputs``: name -> float32 batch; one ``image`` is passed on as a
+    tensor, several as a dict).
 
     A signature does not check shapes itself and some kernels abort the process on a wrong
-    rank, so no kernel reads a wrong input (it is swapped for an empty batch) and the check,
+    rank, so no kernel reads a wrong input (each is swapped for an empty batch) and the check,
     which every later op waits for, fails with a message saying what was expected.
     """
-    shape = tf.shape(image)
     expected = tf.constant([rows, cols, 1])
-    ok = tf.logical_and(tf.equal(tf.size(shape), 4),
-                        tf.reduce_all(tf.equal(tf.concat([shape, [0, 0, 0]], 0)[1:4], expected)))
-    safe = tf.cond(ok, lambda: tf.identity(image), lambda: tf.zeros((0, rows, cols, 1)))
-    check = tf.debugging.Assert(ok, [f"image must be a float32 batch of shape (batch, {rows}, "
-                                     f"{cols}, 1); got shape", shape])
-    with tf.control_dependencies([check]):
-        safe = tf.identity(safe)
-    return compute(tf.ensure_shape(safe, (None, rows, cols, 1)))
+    batch = tf.shape(next(iter(inputs.values())))[:1]
+    checks, safe = [], {}
+    for name, tensor in inputs.items():
+        shape = tf.shape(tensor)
+        padded = tf.concat([shape, [0, 0, 0, 0]], 0)
+        ok = tf.logical_and(tf.equal(tf.size(shape), 4),
+                            tf.reduce_all(tf.equal(padded[1:4], expected)))
+        ok = tf.logical_and(ok, tf.equal(padded[0], batch[0]))
+        safe[name] = tf.cond(ok, lambda t=tensor: tf.identity(t),
+                             lambda: tf.zeros((0, rows, cols, 1)))
+        checks.append(tf.debugging.Assert(ok, [
+            f"{name} must be a float32 batch of shape (batch, {rows}, {cols}, 1)"
+            + (", as many as the other inputs" if len(inputs) > 1 else "") + "; got shape",
+            shape]))
+    with tf.control_dependencies(checks):
+        safe = {name: tf.ensure_shape(tf.identity(t), (None, rows, cols, 1))
+                for name, t in safe.items()}
+    return compute(safe if len(safe) > 1 else safe["image"])
+
+
+def _cam(model: keras.Model):
+    """The declared Grad-CAM target of a model that has one, else None."""
+    if hasattr(model, "cam_model") or is_gazegnn(model):
+        return cam_model_for(model)
+    return None
 
 
 def build_servable(model: keras.Model, card: ModelCard) -> tf.Module:
     """What the SavedModel holds: the model's variables and its signatures,
     ``serving_default`` and (when the card's preprocessing has an in-graph path)
-    ``predict_image_bytes``.
+    ``predict_image_bytes``; for a model that takes gaze, both also take ``gaze``.
 
     A plain ``tf.Module`` that tracks the variables as one flat list, not the Keras model:
     saving a Keras object graph walks every layer and traces the tf.functions it finds there
@@ -92,7 +116,7 @@ def build_servable(model: keras.Model, card: ModelCard) -> tf.Module:
     the signatures need.
     """
     rows, cols = card.input_size
-    cam = cam_model_for(model) if hasattr(model, "cam_model") else None
+    cam = _cam(model)
     servable = tf.Module()
     variables = {id(v): v for v in model.variables}
     if cam is not None:
@@ -101,11 +125,27 @@ def build_servable(model: keras.Model, card: ModelCard) -> tf.Module:
 
     # Both signatures call one function, traced once (tracing the model is most of the
     # export's time).
-    core = tf.function(lambda x: _outputs(model, cam, card, x), input_signature=[
-        tf.TensorSpec((None, rows, cols, 1), tf.float32)])
+    def spec(name):
+        return tf.TensorSpec((None, rows, cols, 1), tf.float32, name=name)
+
+    if card.takes_gaze:
+        core = tf.function(lambda x: _outputs(model, cam, card, x), input_signature=[
+            {"image": spec("image"), "gaze": spec("gaze")}])
+        servable.serving_default = tf.function(
+            lambda image, gaze: guarded(core, {"image": image, "gaze": gaze}, rows, cols),
+            input_signature=[spec("image"), spec("gaze")])
+        if card.preprocessing.serves_bytes:
+            servable.predict_image_bytes = tf.function(
+                lambda image_bytes, gaze: guarded(
+                    core, {"image": card.preprocessing.from_bytes(image_bytes), "gaze": gaze},
+                    rows, cols),
+                input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"),
+                                 spec("gaze")])
+        return servable
+    core = tf.function(lambda x: _outputs(model, cam, card, x), input_signature=[spec(None)])
     servable.serving_default = tf.function(
-        lambda image: guarded(core, image, rows, cols),
-        input_signature=[tf.TensorSpec((None, rows, cols, 1), tf.float32, name="image")])
+        lambda image: guarded(core, {"image": image}, rows, cols),
+        input_signature=[spec("image")])
     if card.preprocessing.serves_bytes:
         servable.predict_image_bytes = tf.function(
             lambda image_bytes: core(card.preprocessing.from_bytes(image_bytes)),

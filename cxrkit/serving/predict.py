@@ -6,6 +6,10 @@ with the export's model card (``assets.extra/cxrkit_card.json``) and sent throug
 ``predict_image_bytes`` signature (the server does the preprocessing); DICOMs — which it cannot
 decode — are preprocessed here and sent to ``serving_default``. Either way one record per
 image: file, probabilities by class name, predicted label (and overlay files with ``out``).
+
+A model that takes the radiologist's gaze (GazeGNN) gets each image's gaze map from a
+:data:`~cxrkit.inference.GazeSource` (``--gaze TABLE`` on the command line) as the ``gaze``
+input of either signature; without one it is refused with a message saying what to pass.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from cxrkit.card import ModelCard
 from cxrkit.errors import CxrkitError, InputError
 from cxrkit.explain.overlay import overlay, save_png
+from cxrkit.inference import GazeSource, check_gaze, model_feed
 from cxrkit.preprocessing import read_image
 from cxrkit.serving.export import CARD_NAME
 
@@ -55,8 +60,9 @@ def _overlays(record, image, outputs, i, out: Path | None):
 
 
 def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
-                  batch_size: int = 8) -> list[dict]:
-    """Records for ``paths`` from a SavedModel folder (``saved_models/<name>/<version>``)."""
+                  batch_size: int = 8, gaze: GazeSource | None = None) -> list[dict]:
+    """Records for ``paths`` from a SavedModel folder (``saved_models/<name>/<version>``);
+    ``gaze`` for a model that takes gaze."""
     import tensorflow as tf
 
     saved_model = Path(saved_model)
@@ -64,6 +70,7 @@ def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
         raise InputError(saved_model, "not a SavedModel version folder (no saved_model.pb); "
                                       "pass saved_models/NAME/VERSION")
     card = read_card(saved_model)
+    check_gaze(card, gaze, saved_model)
     try:
         serve = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
     except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
@@ -75,8 +82,10 @@ def predict_local(paths: list, saved_model: str | os.PathLike, *, out=None,
     records = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        images = np.stack([card.preprocessing.prepare(read_image(p)) for p in chunk])
-        outputs = {k: v.numpy() for k, v in serve(image=tf.constant(images)).items()}
+        images, feed = model_feed(card, chunk, gaze)
+        feed = feed if isinstance(feed, dict) else {"image": feed}
+        outputs = {k: v.numpy() for k, v in serve(**{
+            name: tf.constant(value) for name, value in feed.items()}).items()}
         for i, path in enumerate(chunk):
             record = _record(path, outputs["probabilities"][i], card.class_names)
             _overlays(record, images[i], outputs, i, out)
@@ -97,27 +106,38 @@ def _post(url: str, body: dict) -> dict:
         raise CxrkitError(f"{url}: cannot reach the server: {err}") from None
 
 
-def predict_server(paths: list, server: str, name: str, *, card: ModelCard | None = None
-                   ) -> list[dict]:
+def predict_server(paths: list, server: str, name: str, *, card: ModelCard | None = None,
+                   gaze: GazeSource | None = None) -> list[dict]:
     """Records for ``paths`` from TensorFlow Serving's REST API (``/v1/models/NAME:predict``).
 
-    DICOM files need ``card`` (the export's model card) to be preprocessed locally.
+    DICOM files need ``card`` (the export's model card) to be preprocessed locally, and so
+    does a gaze model (``gaze``), whose gaze map is computed here and sent beside the image.
     """
     url = f"{server.rstrip('/')}/v1/models/{name}:predict"
+    if card is not None:
+        check_gaze(card, gaze, url)
+    elif gaze is not None:
+        raise CxrkitError("a gaze input needs the export's model card (--card): the gaze map "
+                          "is computed on the model's grid")
     records = []
     for path in paths:
         path = Path(path)
-        if path.suffix.lower() in (".dcm", ".dicom"):
-            if card is None:
-                raise InputError(path, "a DICOM needs the export's model card (--card) to be "
-                                       "preprocessed before it is sent")
-            body = {"signature_name": "serving_default",
-                    "instances": [card.preprocessing.prepare(read_image(path)).tolist()]}
+        dicom = path.suffix.lower() in (".dcm", ".dicom")
+        if dicom and card is None:
+            raise InputError(path, "a DICOM needs the export's model card (--card) to be "
+                                   "preprocessed before it is sent")
+        if not path.is_file():
+            raise InputError(path, "image not found")
+        raw = read_image(path) if dicom or gaze is not None else None
+        if dicom:
+            instance = card.preprocessing.prepare(raw).tolist()
         else:
-            if not path.is_file():
-                raise InputError(path, "image not found")
-            body = {"signature_name": "predict_image_bytes",
-                    "instances": [{"b64": base64.b64encode(path.read_bytes()).decode()}]}
+            instance = {"b64": base64.b64encode(path.read_bytes()).decode()}
+        if gaze is not None:
+            instance = {"image" if dicom else "image_bytes": instance, "gaze": np.asarray(
+                gaze(path, raw.shape[:2]), np.float32)[..., None].tolist()}
+        body = {"signature_name": "serving_default" if dicom else "predict_image_bytes",
+                "instances": [instance]}
         reply = _post(url, body)
         if "predictions" not in reply:
             raise CxrkitError(f"{url}: unexpected reply {str(reply)[:300]}")

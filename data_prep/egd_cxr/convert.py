@@ -28,6 +28,7 @@ import csv
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -117,6 +118,33 @@ def read_gaze(path: str) -> GazeTable:
                 dropped[dicom_id] = dropped.get(dicom_id, 0) + 1
     return GazeTable({k: Gaze(*np.array(v, dtype=np.float64).T) for k, v in points.items()},
                      dropped, unattributed, timed)
+
+
+def dwell_source(path: str | os.PathLike, preprocessing):
+    """GazeGNN's gaze input for new images, from a gaze table (``cxrkit predict --gaze``).
+
+    Returns a :data:`cxrkit.inference.GazeSource`: for an image file and its raw (rows, cols),
+    the dwell map of the rows whose DICOM_ID is the file's name without its extension, on
+    ``preprocessing``'s grid (an ``egd-cxr`` convention) and quantised to 16 bits as the
+    converter stores ``gaze_dwell`` — what the model saw in training.
+    """
+    if not hasattr(preprocessing, "geometry"):
+        raise CxrkitError(f"a gaze input needs the egd-cxr convention, not {preprocessing.name}")
+    table = read_gaze(os.fspath(path))
+    if not table.timed:
+        raise InputError(path, f"gaze table has no {TIME_COLUMN!r} column; GazeGNN's dwell "
+                               "map needs it (EGD-CXR's fixations.csv and eye_gaze.csv have it)")
+    scale = preprocessing.target_scale
+
+    def source(image: Path, shape: tuple) -> np.ndarray:
+        gaze = table.points.get(Path(image).stem)
+        if gaze is None:
+            raise InputError(image, f"no usable gaze rows for DICOM_ID {Path(image).stem!r} "
+                                    f"in {path}")
+        values = dwell_map(gaze.x, gaze.y, gaze.time, preprocessing.geometry(shape))
+        return (np.round(values * scale) / scale).astype(np.float32)
+
+    return source
 
 
 def _number(row: list[str], column: int | None) -> float:
