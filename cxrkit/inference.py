@@ -21,7 +21,7 @@ from cxrkit.preprocessing import from_config, read_image
 
 # (image file, its raw (rows, cols)) -> the gaze input on the card's grid, float32 (rows, cols)
 # in [0, 1]; raises InputError naming the file when it has no gaze. The command line builds one
-# from an EGD-CXR gaze table (data_prep.egd_cxr.convert.dwell_source).
+# from an EGD-CXR gaze table (data_prep.egd_cxr.gaze_table.dwell_source).
 GazeSource = Callable[[Path, tuple], np.ndarray]
 
 

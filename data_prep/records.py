@@ -109,13 +109,19 @@ def stratified_split(labels: Sequence[int], weights: Sequence[float],
     return [sorted(split) for split in splits]
 
 
+MIN_PARALLEL_SHARDS = 8  # a split of 800+ examples gets at least this many shards
+
+
 def shard_count(examples: int, requested: int | None) -> int:
-    """Shards for a split: as requested (never more than examples), else ~1,000 per shard."""
+    """Shards for a split: as requested (never more than examples), else about 1,000 examples
+    a shard and, from 800 examples on, at least :data:`MIN_PARALLEL_SHARDS` of 100+: enough
+    files for tf.data to read in parallel and for several training workers to split between
+    them (EGD-CXR's 885 training images: 8 shards; SIIM-ACR's 3,338: 8; MIMIC-CXR: ~377)."""
     if examples == 0:
         return 0
     if requested is not None:
         return max(1, min(requested, examples))
-    return max(1, math.ceil(examples / 1000))
+    return max(1, math.ceil(examples / 1000), min(MIN_PARALLEL_SHARDS, examples // 100))
 
 
 def shard_name(split: str, index: int, count: int, compression: str | None) -> str:
@@ -146,24 +152,57 @@ def prepare_out(out: str) -> None:
             os.remove(os.path.join(out, name))
 
 
-def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int | None,
-                 compression: str | None) -> list[str]:
-    """Write the serialized examples of one split, in order, as contiguous runs over shards;
-    returns the shard file names."""
+def shard_layout(split: str, items: Sequence, *, shards: int | None,
+                 compression: str | None) -> list[tuple[str, list]]:
+    """``[(shard name, its items)]`` for one split's items in record order: contiguous runs
+    of (within one) equal length. Both runners (local and Beam) write exactly this layout."""
+    count = shard_count(len(items), shards)
+    bounds = np.cumsum([0, *allocate(len(items), [1] * count)]) if count else [0]
+    return [(shard_name(split, i, count, compression), list(items[start:stop]))
+            for i, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+
+
+def write_shard(out: str, name: str, examples, compression: str | None) -> dict:
+    """Writes serialized examples, in order, to the shard ``name`` (atomically); returns its
+    :func:`shard_checksum`."""
     import tensorflow as tf
 
-    count = shard_count(len(examples), shards)
-    names = [shard_name(split, i, count, compression) for i in range(count)]
-    bounds = np.cumsum([0, *allocate(len(examples), [1] * count)]) if count else [0]
-    options = tf.io.TFRecordOptions(compression_type=compression or "")
-    for name, start, stop in zip(names, bounds[:-1], bounds[1:], strict=False):
-        final = os.path.join(out, name)
-        temporary = final + PARTIAL
-        with tf.io.TFRecordWriter(temporary, options) as writer:
-            for example in examples[start:stop]:
-                writer.write(example)
-        os.replace(temporary, final)
-    return names
+    final = os.path.join(out, name)
+    temporary = final + PARTIAL
+    with tf.io.TFRecordWriter(temporary, tf.io.TFRecordOptions(
+            compression_type=compression or "")) as writer:
+        for example in examples:
+            writer.write(example)
+    os.replace(temporary, final)
+    return shard_checksum(final)
+
+
+def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int | None,
+                 compression: str | None) -> list[str]:
+    """Write the serialized examples of one split (:func:`shard_layout`); returns the shard
+    file names."""
+    layout = shard_layout(split, examples, shards=shards, compression=compression)
+    for name, chunk in layout:
+        write_shard(out, name, chunk, compression)
+    return [name for name, _ in layout]
+
+
+def split_counts(members: Mapping[str, Sequence], label: Callable[[object], int],
+                 classes: Sequence[str]) -> dict:
+    """``{split: {"total": n, class name: n, ...}}`` as the manifest records them."""
+    counts = {}
+    for split in SPLITS:
+        labels = [label(i) for i in members[split]]
+        counts[split] = {"total": len(labels),
+                         **{name: labels.count(c) for c, name in enumerate(classes)}}
+    return counts
+
+
+def remove_stale_shards(out: str, written) -> None:
+    """Removes every shard file in ``out`` that this conversion did not write."""
+    for name in os.listdir(out):
+        if SHARD_NAME.fullmatch(name) and name not in written:
+            os.remove(os.path.join(out, name))
 
 
 def write_splits(out: str, members: Mapping[str, Sequence], example: Callable[[object], bytes],
@@ -177,20 +216,12 @@ def write_splits(out: str, members: Mapping[str, Sequence], example: Callable[[o
     one did not write are removed at the end.
     """
     prepare_out(out)
-    counts, names = {}, {}
-    for split in SPLITS:
-        items = members[split]
-        names[split] = write_shards(out, split, [example(i) for i in items], shards=shards,
-                                    compression=compression)
-        labels = [label(i) for i in items]
-        counts[split] = {"total": len(items),
-                         **{name: labels.count(c) for c, name in enumerate(classes)}}
+    names = {split: write_shards(out, split, [example(i) for i in members[split]],
+                                 shards=shards, compression=compression) for split in SPLITS}
     written = {name for split in SPLITS for name in names[split]}
-    for name in os.listdir(out):
-        if SHARD_NAME.fullmatch(name) and name not in written:
-            os.remove(os.path.join(out, name))
+    remove_stale_shards(out, written)
     checksums = {name: shard_checksum(os.path.join(out, name)) for name in sorted(written)}
-    return counts, names, checksums
+    return split_counts(members, label, classes), names, checksums
 
 
 def shard_checksum(path: str) -> dict:

@@ -33,9 +33,19 @@ def _conversion_options(function):
         click.option("--out", required=True, type=click.Path(file_okay=False),
                      help="Folder for the shards and manifest.json."),
         click.option("--shards", type=click.IntRange(min=1), default=None,
-                     help="Shards per split [default: about 1,000 examples per shard]."),
+                     help="Shards per split [default: about 1,000 examples a shard, at least "
+                          "8 from 800 examples on]."),
         click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Processes decoding images in parallel."),
+                     help="Processes decoding images in parallel (with --runner beam: the "
+                          "DirectRunner's workers)."),
+        click.option("--runner", type=click.Choice(["local", "beam"]), default="local",
+                     show_default=True,
+                     help="local processes, or an Apache Beam pipeline (pip install -e "
+                          "\".[beam]\"); both write byte-identical records."),
+        click.option("--beam-options", default="", metavar="\"FLAGS\"",
+                     help="Beam pipeline options, e.g. \"--runner=DataflowRunner --project=P "
+                          "--region=R --temp_location=gs://B/tmp\" [default: DirectRunner on "
+                          "--workers processes]."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the subset and split draws."),
         click.option("--strict", is_flag=True,
@@ -86,13 +96,15 @@ def _report(manifest: dict, out: str) -> None:
               help="train,validation,test as counts or fractions [default: 1,000 validation "
                    "and 1,000 test, train on the rest; small sets: 3338:1000:1000].")
 @_conversion_options
-def siim_acr(images, rle_csv, size, subset, split, out, shards, workers, seed, strict, gzip):
+def siim_acr(images, rle_csv, size, subset, split, out, shards, workers, runner, beam_options,
+             seed, strict, gzip):
     """Convert raw SIIM-ACR (DICOMs + RLE table) to sharded TFRecords with a manifest."""
     from data_prep.siim_acr.convert import convert_siim_acr
 
     manifest = convert_siim_acr(images, rle_csv, out, size=size, subset=subset, split=split,
                                 shards=shards, workers=workers, seed=seed, strict=strict,
-                                compression="GZIP" if gzip else None, show_progress=True)
+                                compression="GZIP" if gzip else None, show_progress=True,
+                                runner=runner, beam_options=beam_options)
     _report(manifest, out)
 
 
@@ -138,7 +150,7 @@ class _Size(click.ParamType):
                    "the images left after the test split].")
 @_conversion_options
 def egd_cxr(master_sheet, eye_gaze, fixations, images, size, placement, canvas, sigma, weight,
-            test, val, out, shards, workers, seed, strict, gzip):
+            test, val, out, shards, workers, runner, beam_options, seed, strict, gzip):
     """Convert raw EGD-CXR (master sheet, gaze, MIMIC-CXR DICOMs) to TFRecords + heatmaps."""
     from data_prep.egd_cxr.convert import convert_egd_cxr
     from data_prep.egd_cxr.heatmap import STUDY_SIGMA
@@ -150,7 +162,8 @@ def egd_cxr(master_sheet, eye_gaze, fixations, images, size, placement, canvas, 
         gaze_source="eye_gaze" if eye_gaze else "fixations", target=size,
         placement=placement, canvas=canvas, sigma=sigma or STUDY_SIGMA, weight=weight,
         test=test, val=val, shards=shards, workers=workers, seed=seed, strict=strict,
-        compression="GZIP" if gzip else None, show_progress=True)
+        compression="GZIP" if gzip else None, show_progress=True, runner=runner,
+        beam_options=beam_options)
     _report(manifest, out)
 
 

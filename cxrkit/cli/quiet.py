@@ -15,7 +15,11 @@ One Python-side message is filtered too: TensorFlow's "N out of the last M calls
 predict step once, which is the work that has to be done, not the repeated retracing of one
 function that the message is meant to catch.
 
-``cxrkit --verbose`` (or ``CXRKIT_VERBOSE=1``) leaves all three alone.
+Apache Beam (``cxrkit data ... --runner beam``) logs its pipeline plumbing (worker start-up,
+channels, sink renames) at INFO and WARNING; its logger is set to ERROR (its workers' level is
+set in :func:`data_prep.beam.beam_options`).
+
+``cxrkit --verbose`` (or ``CXRKIT_VERBOSE=1``) leaves all of them alone.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def quiet_tensorflow(verbose: bool) -> None:
     if verbose or os.environ.get("CXRKIT_VERBOSE") == "1":
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
     logger = logging.getLogger("tensorflow")
     if not any(isinstance(f, _NotRetracingNotices) for f in logger.filters):
         logger.addFilter(_NotRetracingNotices())

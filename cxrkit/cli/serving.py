@@ -9,7 +9,7 @@ import click
 
 def gaze_source(table, card):
     """The gaze input of ``--gaze TABLE`` on ``card``'s grid (a GazeSource)."""
-    from data_prep.egd_cxr.convert import dwell_source
+    from data_prep.egd_cxr.gaze_table import dwell_source
 
     return dwell_source(table, card.preprocessing)
 

@@ -13,7 +13,14 @@ placement and resample as the image and normalised to [0, 1]
 
 Split: ``test`` random images (the paper: 100), ``val`` more for validation (by default about
 10 % of the rest: 98 of 983, as the authors' code validates on 10 %), the rest train; whole
-patients are drawn, so a patient never spans two splits.
+patients are drawn, so a patient never spans two splits. The split is decided once, from the
+master-sheet rows that pass the table checks, before any image is read; an image that then
+fails to decode leaves its split one smaller (so a broken file never moves other images
+between splits, and every runner decides alike).
+
+Runners: ``"local"`` decodes on ``workers`` processes; ``"beam"`` runs the same per-image work
+as an Apache Beam pipeline that joins each image to its gaze rows by DICOM id and writes the
+shards itself (:mod:`data_prep.beam`); both write byte-identical records and manifests.
 
 Records: ``image`` (PNG uint8), ``heatmap`` (PNG uint16), ``label`` (int64), ``image_id`` (bytes,
 the dicom_id), ``patient_id`` (bytes, the de-identified MIMIC subject id), and ``gaze_dwell``
@@ -25,10 +32,8 @@ copied into a record.
 from __future__ import annotations
 
 import csv
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -36,14 +41,16 @@ from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import sha256_file
 from cxrkit.preprocessing import STUDY_CANVAS, EgdCxrPreprocessing, read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
+from data_prep.egd_cxr.gaze_table import Gaze, GazeIndex, read_gaze, read_header
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, dwell_map, gaze_heatmap
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
-    Converted,
+    SPLITS,
     Encoded,
     check_size,
     png,
     serialize,
+    split_counts,
     write_manifest,
     write_splits,
 )
@@ -51,109 +58,6 @@ from data_prep.tables import open_table
 
 REQUIRED = ("dicom_id", "path", "patient_id", *DIAGNOSES)
 VALIDATION_SHARE = 0.1  # default validation split: of the images left after the test split
-
-
-@dataclass(frozen=True)
-class Gaze:
-    x: np.ndarray
-    y: np.ndarray
-    duration: np.ndarray
-    time: np.ndarray  # "Time (in secs)" of each row, NaN when the table has no such column
-
-
-@dataclass
-class GazeTable:
-    """The usable gaze rows per DICOM id, and a count of the rows dropped.
-
-    A row is usable when DICOM_ID is there and X_ORIGINAL, Y_ORIGINAL and FPOGD are finite
-    numbers with FPOGD >= 0 (gaze off the image is usable here: the heatmap drops it, as the
-    study does). A NaN or negative duration would otherwise give an all-zero or an inverted
-    duration-weighted map.
-    """
-
-    points: dict[str, Gaze]
-    dropped: dict[str, int]  # dicom id -> rows with missing, non-finite or negative values
-    unattributed: int  # rows without a DICOM_ID
-    timed: bool = False  # the table has a "Time (in secs)" column (GazeGNN's dwell map)
-
-    def summary(self) -> dict:
-        """What the manifest records of the dropped rows."""
-        return {"total": sum(self.dropped.values()) + self.unattributed,
-                "per_image": dict(sorted(self.dropped.items())),
-                "without_dicom_id": self.unattributed,
-                "rule": "dropped: a missing, non-numeric or non-finite X_ORIGINAL, "
-                        "Y_ORIGINAL or FPOGD, or a negative FPOGD"}
-
-
-GAZE_COLUMNS = ("DICOM_ID", "X_ORIGINAL", "Y_ORIGINAL", "FPOGD")
-TIME_COLUMN = "Time (in secs)"
-
-
-def read_gaze(path: str) -> GazeTable:
-    """Gaze points per DICOM id from ``eye_gaze.csv`` or ``fixations.csv`` (see GazeTable)."""
-    points: dict[str, list[tuple[float, float, float, float]]] = {}
-    dropped: dict[str, int] = {}
-    unattributed = 0
-    with open_table(path, "the gaze table") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        missing = [n for n in GAZE_COLUMNS if n not in header]
-        if missing:
-            raise InputError(path, f"gaze table lacks column(s) {', '.join(missing)}")
-        cols = [header.index(n) for n in GAZE_COLUMNS]
-        timed = TIME_COLUMN in header
-        time_col = header.index(TIME_COLUMN) if timed else None
-        for row in reader:
-            dicom_id = row[cols[0]].strip() if len(row) > cols[0] else ""
-            if not dicom_id:
-                unattributed += any(cell.strip() for cell in row)
-                continue
-            try:
-                x, y, d = (float(row[c]) for c in cols[1:])
-            except (IndexError, ValueError):
-                x = y = d = math.nan
-            if math.isfinite(x) and math.isfinite(y) and math.isfinite(d) and d >= 0:
-                points.setdefault(dicom_id, []).append((x, y, d, _number(row, time_col)))
-            else:
-                dropped[dicom_id] = dropped.get(dicom_id, 0) + 1
-    return GazeTable({k: Gaze(*np.array(v, dtype=np.float64).T) for k, v in points.items()},
-                     dropped, unattributed, timed)
-
-
-def dwell_source(path: str | os.PathLike, preprocessing):
-    """GazeGNN's gaze input for new images, from a gaze table (``cxrkit predict --gaze``).
-
-    Returns a :data:`cxrkit.inference.GazeSource`: for an image file and its raw (rows, cols),
-    the dwell map of the rows whose DICOM_ID is the file's name without its extension, on
-    ``preprocessing``'s grid (an ``egd-cxr`` convention) and quantised to 16 bits as the
-    converter stores ``gaze_dwell`` — what the model saw in training.
-    """
-    if not hasattr(preprocessing, "geometry"):
-        raise CxrkitError(f"a gaze input needs the egd-cxr convention, not {preprocessing.name}")
-    table = read_gaze(os.fspath(path))
-    if not table.timed:
-        raise InputError(path, f"gaze table has no {TIME_COLUMN!r} column; GazeGNN's dwell "
-                               "map needs it (EGD-CXR's fixations.csv and eye_gaze.csv have it)")
-    scale = preprocessing.target_scale
-
-    def source(image: Path, shape: tuple) -> np.ndarray:
-        gaze = table.points.get(Path(image).stem)
-        if gaze is None:
-            raise InputError(image, f"no usable gaze rows for DICOM_ID {Path(image).stem!r} "
-                                    f"in {path}")
-        values = dwell_map(gaze.x, gaze.y, gaze.time, preprocessing.geometry(shape))
-        return (np.round(values * scale) / scale).astype(np.float32)
-
-    return source
-
-
-def _number(row: list[str], column: int | None) -> float:
-    """The cell as a float; NaN when absent or not a number (a fixation without a time only
-    leaves GazeGNN's dwell map)."""
-    try:
-        return float(row[column]) if column is not None else math.nan
-    except (IndexError, ValueError):
-        return math.nan
 
 
 def _label(row: dict) -> tuple[int | None, str]:
@@ -226,6 +130,120 @@ def _patient_split(patients: list[str], sizes: tuple[int, int],
     return chosen
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A master-sheet row that passed the table checks: an image to convert."""
+
+    dicom_id: str
+    path: str  # resolved path of the DICOM
+    source: str  # the path relative to --images, as reported
+    label: int
+    patient_id: str
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What the manifest needs of an image that made it into the records."""
+
+    label: int
+    source: str
+    sha256: str
+    patient_id: str
+
+
+def job_for(candidate: Candidate, gaze: Gaze, *, weight: str, sigma: float,
+            preprocessing: EgdCxrPreprocessing, dwell: bool) -> _Job:
+    """The worker's job for one image and its gaze points."""
+    return _Job(candidate.path, candidate.source, gaze, weight, sigma, preprocessing, dwell)
+
+
+@dataclass
+class Plan:
+    """Everything decided before any image is read (both runners start from it)."""
+
+    preprocessing: EgdCxrPreprocessing
+    skipped: SkipLog
+    candidates: list[Candidate]
+    members: dict[str, list[str]]  # split -> dicom ids, sorted
+    val: int
+    gaze: GazeIndex
+
+    def kept_members(self, kept) -> dict[str, list[str]]:
+        """The splits without the images that failed."""
+        return {split: [i for i in self.members[split] if i in kept] for split in SPLITS}
+
+
+def example(dicom_id: str, label: int, patient_id: str, encoded: Encoded) -> bytes:
+    """One record, serialized."""
+    return serialize({"image": encoded.image_png, "heatmap": encoded.target_png,
+                      "label": label, "image_id": dicom_id.encode(),
+                      "patient_id": patient_id.encode(), **encoded.extra})
+
+
+def plan_conversion(master_sheet: str, gaze_table: str, gaze: GazeIndex, images: str, *,
+                    target, placement, canvas, weight, test, val, seed, strict) -> Plan:
+    """Checks the options and the master sheet, lists the images to convert (skipping rows
+    with a bad label, a duplicate id, no usable gaze or a path outside ``images``) and draws
+    the patient-level splits."""
+    if weight not in ("count", "duration"):
+        raise ValueError(f"weight must be 'count' or 'duration', got {weight!r}")
+    if not os.path.isdir(images):
+        raise InputError(images, "image folder (the MIMIC-CXR root) not found")
+    check_size("--size", *target)
+    try:
+        preprocessing = EgdCxrPreprocessing(target, placement, canvas)
+    except ValueError as err:
+        raise CxrkitError(f"--placement/--canvas: {err}") from None
+    skipped = SkipLog(strict)
+    with open_table(master_sheet, "the master sheet") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(master_sheet, f"missing column(s) {', '.join(missing)}")
+        rows = [(reader.line_num, row) for row in reader]
+    root = os.path.realpath(images)
+    candidates, seen = [], set()
+    for line, row in rows:
+        where = f"{master_sheet}:{line}"
+        dicom_id = (row["dicom_id"] or "").strip()
+        if dicom_id in seen:
+            skipped.add(where, f"duplicate dicom_id {dicom_id}")
+            continue
+        seen.add(dicom_id)
+        label, why = _label(row)
+        if label is None:
+            skipped.add(where, f"image {dicom_id}: {why}")
+            continue
+        if dicom_id not in gaze.usable:
+            bad = gaze.dropped.get(dicom_id, 0)
+            skipped.add(where, f"image {dicom_id}: " + (
+                f"all {bad} of its gaze rows in {gaze_table} have unusable values"
+                if bad else f"no gaze recorded for it in {gaze_table}"))
+            continue
+        relpath = (row["path"] or "").strip()
+        path = os.path.realpath(os.path.join(images, relpath))
+        if os.path.commonpath([root, path]) != root:
+            skipped.add(where, f"image {dicom_id}: path {relpath!r} leaves the --images folder")
+            continue
+        candidates.append(Candidate(dicom_id, path, relpath, label,
+                                    (row["patient_id"] or "").strip()))
+    if val is None:
+        val = round(VALIDATION_SHARE * max(len(candidates) - test, 0))
+    if len(candidates) <= test + val:
+        raise InputError(master_sheet, f"{len(candidates)} usable images cannot fill --test "
+                                       f"{test} and --val {val} and leave any for training")
+    by_id = {c.dicom_id: c for c in candidates}
+    ids = sorted(by_id)
+    test_patients, val_patients = _patient_split([by_id[i].patient_id for i in ids],
+                                                 (test, val), np.random.default_rng(seed))
+    members = {
+        "train": [i for i in ids if by_id[i].patient_id not in test_patients | val_patients],
+        "validation": [i for i in ids if by_id[i].patient_id in val_patients],
+        "test": [i for i in ids if by_id[i].patient_id in test_patients],
+    }
+    return Plan(preprocessing, skipped, candidates, members, val, gaze)
+
+
 def convert_egd_cxr(
     master_sheet: str | os.PathLike,
     gaze_table: str | os.PathLike,
@@ -246,6 +264,8 @@ def convert_egd_cxr(
     strict: bool = False,
     compression: str | None = None,
     show_progress: bool = False,
+    runner: str = "local",
+    beam_options: str = "",
 ) -> dict:
     """Convert raw EGD-CXR to TFRecords in ``out``; returns the manifest (also written).
 
@@ -259,90 +279,68 @@ def convert_egd_cxr(
         test, val: images in the test and validation splits (whole patients); ``val=None``
             is about 10 % of the images left after the test split (the authors' code
             validates on 10 %; the thesis names no validation split).
+        runner, beam_options: ``"local"`` (``workers`` processes) or ``"beam"`` (an Apache
+            Beam pipeline; ``beam_options`` are its command-line pipeline options, the
+            DirectRunner on ``workers`` processes by default).
     """
     master_sheet, gaze_table = os.fspath(master_sheet), os.fspath(gaze_table)
     images, out = os.fspath(images), os.fspath(out)
-    if weight not in ("count", "duration"):
-        raise ValueError(f"weight must be 'count' or 'duration', got {weight!r}")
-    if not os.path.isdir(images):
-        raise InputError(images, "image folder (the MIMIC-CXR root) not found")
-    check_size("--size", *target)
-    try:
-        preprocessing = EgdCxrPreprocessing(target, placement, canvas)
-    except ValueError as err:
-        raise CxrkitError(f"--placement/--canvas: {err}") from None
-    skipped = SkipLog(strict)
-    with open_table(master_sheet, "the master sheet") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(master_sheet, f"missing column(s) {', '.join(missing)}")
-        rows = [(reader.line_num, row) for row in reader]
-    gaze = read_gaze(gaze_table)
-    root = os.path.realpath(images)
+    options = dict(target=target, placement=placement, canvas=canvas, weight=weight, test=test,
+                   val=val, seed=seed, strict=strict)
+    if runner == "beam":
+        from data_prep.beam import beam_options as make_options
+        from data_prep.beam import egd_gaze_index, egd_write
 
-    jobs, meta, seen = [], [], set()
-    for line, row in rows:
-        where = f"{master_sheet}:{line}"
-        dicom_id = (row["dicom_id"] or "").strip()
-        if dicom_id in seen:
-            skipped.add(where, f"duplicate dicom_id {dicom_id}")
-            continue
-        seen.add(dicom_id)
-        label, why = _label(row)
-        if label is None:
-            skipped.add(where, f"image {dicom_id}: {why}")
-            continue
-        if dicom_id not in gaze.points:
-            bad = gaze.dropped.get(dicom_id, 0)
-            skipped.add(where, f"image {dicom_id}: " + (
-                f"all {bad} of its gaze rows in {gaze_table} have unusable values"
-                if bad else f"no gaze recorded for it in {gaze_table}"))
-            continue
-        relpath = (row["path"] or "").strip()
-        path = os.path.realpath(os.path.join(images, relpath))
-        if os.path.commonpath([root, path]) != root:
-            skipped.add(where, f"image {dicom_id}: path {relpath!r} leaves the --images folder")
-            continue
-        jobs.append(_Job(path, relpath, gaze.points[dicom_id], weight, sigma, preprocessing,
-                         gaze.timed))
-        meta.append((dicom_id, label, (row["patient_id"] or "").strip()))
+        pipeline_options = make_options(beam_options, workers)
+        read_header(gaze_table)  # a table without the columns fails before any pipeline
+        plan = plan_conversion(master_sheet, gaze_table, egd_gaze_index(
+            gaze_table, pipeline_options), images, **options)
+        kept, failures, shard_names, checksums = egd_write(
+            plan, gaze_table, out, weight=weight, sigma=sigma, shards=shards,
+            compression=compression, options=pipeline_options)
+        for source, reason in failures:
+            plan.skipped.add(source, reason)
+    elif runner == "local":
+        table = read_gaze(gaze_table)
+        plan = plan_conversion(master_sheet, gaze_table, table.index, images, **options)
+        jobs = [job_for(c, table.points[c.dicom_id], weight=weight, sigma=sigma,
+                        preprocessing=plan.preprocessing, dwell=plan.gaze.timed)
+                for c in plan.candidates]
+        encoded: dict[str, Encoded] = {}
+        for candidate, result in zip(plan.candidates, run_jobs(
+                _prepare, jobs, workers=workers, label="EGD-CXR", show_progress=show_progress),
+                strict=True):
+            if isinstance(result, str):
+                plan.skipped.add(candidate.source, result)
+            else:
+                encoded[candidate.dicom_id] = result
+        by_id = {c.dicom_id: c for c in plan.candidates}
+        kept = {i: Kept(by_id[i].label, by_id[i].source, e.sha256, by_id[i].patient_id)
+                for i, e in encoded.items()}
+        _, shard_names, checksums = write_splits(
+            out, plan.kept_members(kept),
+            lambda i: example(i, kept[i].label, kept[i].patient_id, encoded[i]),
+            lambda i: kept[i].label, DIAGNOSES, shards=shards, compression=compression)
+    else:
+        raise CxrkitError(f"unknown runner {runner!r}; choose local or beam")
+    return _finish(out, plan, kept, shard_names, checksums, master_sheet=master_sheet,
+                   gaze_table=gaze_table, gaze_source=gaze_source, sigma=sigma,
+                   shards=shards, compression=compression, **options)
 
-    kept: dict[str, Converted] = {}
-    results = run_jobs(_prepare, jobs, workers=workers, label="EGD-CXR",
-                       show_progress=show_progress)
-    for job, (dicom_id, label, patient), result in zip(jobs, meta, results, strict=True):
-        if isinstance(result, str):
-            skipped.add(job.source, result)
-        else:
-            kept[dicom_id] = Converted(label, job.source, result, patient)
-    if val is None:
-        val = round(VALIDATION_SHARE * max(len(kept) - test, 0))
-    if len(kept) <= test + val:
-        raise InputError(master_sheet, f"{len(kept)} usable images cannot fill --test {test} "
-                                       f"and --val {val} and leave any for training")
 
-    ids = sorted(kept)
-    rng = np.random.default_rng(seed)
-    test_patients, val_patients = _patient_split([kept[i].patient_id for i in ids],
-                                                 (test, val), rng)
-    members = {
-        "train": [i for i in ids if kept[i].patient_id not in test_patients | val_patients],
-        "validation": [i for i in ids if kept[i].patient_id in val_patients],
-        "test": [i for i in ids if kept[i].patient_id in test_patients],
-    }
-    counts, shard_names, checksums = write_splits(
-        out, members,
-        lambda i: serialize({"image": kept[i].encoded.image_png,
-                             "heatmap": kept[i].encoded.target_png, "label": kept[i].label,
-                             "image_id": i.encode(), "patient_id": kept[i].patient_id.encode(),
-                             **kept[i].encoded.extra}),
-        lambda i: kept[i].label, DIAGNOSES, shards=shards, compression=compression)
+def _finish(out: str, plan: Plan, kept: dict[str, Kept], shard_names, checksums, *,
+            master_sheet, gaze_table, gaze_source, target, placement, canvas, sigma, weight,
+            test, val, seed, shards, compression, strict) -> dict:
+    """Checks what is left and writes the manifest."""
+    members = plan.kept_members(kept)
+    if not members["train"]:
+        raise InputError(master_sheet, "no training image is left after skipping the images "
+                                       "that failed (see the messages above)")
     rows_, cols_ = target
     manifest = {
         "dataset": "egd-cxr",
         "classes": list(DIAGNOSES),
-        "preprocessing": preprocessing.get_config(),
+        "preprocessing": plan.preprocessing.get_config(),
         "features": {
             "image": {"encoding": "png", "dtype": "uint8", "shape": [rows_, cols_, 1],
                       "values": "min-max scaled per image, x 255"},
@@ -350,29 +348,29 @@ def convert_egd_cxr(
                         "values": "gaze heatmap in [0, 1], x 65535"},
             **({"gaze_dwell": {"encoding": "png", "dtype": "uint16", "shape": [rows_, cols_, 1],
                                "values": "GazeGNN's fixation dwell-time map in [0, 1], x 65535"}}
-               if gaze.timed else {}),
+               if plan.gaze.timed else {}),
             "label": {"dtype": "int64", "values": dict(enumerate(DIAGNOSES))},
             "image_id": {"dtype": "bytes", "values": "dicom_id"},
             "patient_id": {"dtype": "bytes"},
         },
         "compression": compression,
-        "counts": counts,
+        "counts": split_counts(members, lambda i: kept[i].label, DIAGNOSES),
         "shards": shard_names,
         "shard_checksums": checksums,
         "parameters": {
             "target": list(target), "placement": placement, "canvas": list(canvas),
             "sigma": sigma, "weight": weight,
-            "gaze_source": gaze_source, "test": test, "val": val, "seed": seed,
+            "gaze_source": gaze_source, "test": test, "val": plan.val, "seed": seed,
             "shards": shards,
         },
         "sources": {
             "master_sheet": {"name": os.path.basename(master_sheet),
                              "sha256": sha256_file(master_sheet)},
             "gaze": {"name": os.path.basename(gaze_table), "sha256": sha256_file(gaze_table)},
-            "images": {kept[i].source: kept[i].encoded.sha256 for i in ids},
+            "images": {kept[i].source: kept[i].sha256 for i in sorted(kept)},
         },
-        "gaze_rows_dropped": gaze.summary(),
-        "skipped": [item.as_dict() for item in skipped.items],
+        "gaze_rows_dropped": plan.gaze.summary(),
+        "skipped": [item.as_dict() for item in plan.skipped.items],
     }
     write_manifest(out, manifest)
     return manifest

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrkit.errors import InputError
+from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import sha256_file
 from cxrkit.preprocessing import (
     DICOM_SUFFIXES,
@@ -83,6 +83,10 @@ def _identify(path: str) -> tuple[str, str]:
         return read_dicom_uid(path), ""
     except InputError as err:
         return "", err.problem
+
+
+def _identify_failed(reason: str) -> tuple[str, str]:
+    return "", reason
 
 
 def _prepare(job: _Job) -> Encoded | str:
@@ -197,6 +201,8 @@ def convert_siim_acr(
     strict: bool = False,
     compression: str | None = None,
     show_progress: bool = False,
+    runner: str = "local",
+    beam_options: str = "",
 ) -> dict:
     """Convert raw SIIM-ACR to TFRecords in ``out``; returns the manifest (also written).
 
@@ -204,10 +210,21 @@ def convert_siim_acr(
         subset: ``"balanced"`` (every usable positive and as many negatives), a
             class-balanced number of images, or ``None`` for all usable images.
         split: see :func:`parse_split`.
-        shards: shards per split (default: about 1,000 examples per shard).
+        shards: shards per split (default: :func:`data_prep.records.shard_count`).
         compression: ``None`` or ``"GZIP"``.
+        runner, beam_options: ``"local"`` (``workers`` processes) or ``"beam"``: reading the
+            image ids and decoding the images are Apache Beam pipelines (``beam_options``, the
+            DirectRunner on ``workers`` processes by default; :mod:`data_prep.beam`).
     """
     images, out = Path(images), os.fspath(out)
+    if runner not in ("local", "beam"):
+        raise CxrkitError(f"unknown runner {runner!r}; choose local or beam")
+    if runner == "beam":
+        from data_prep.beam import beam_options as make_options
+
+        pipeline = make_options(beam_options, workers)
+    else:
+        pipeline = None
     check_size("--size", size)
     parse_split(split, subset)  # a malformed --split fails before any image is read
     preprocessing = SiimAcrPreprocessing(size)
@@ -224,7 +241,8 @@ def convert_siim_acr(
         raise InputError(images, "no DICOM, PNG or JPEG image found (searched at any depth)")
     files: dict[str, Path] = {}
     identified = run_jobs(_identify, [os.fspath(p) for p in paths], workers=workers,
-                          label="reading image ids", show_progress=show_progress)
+                          label="reading image ids", show_progress=show_progress,
+                          failed=_identify_failed, beam_options=pipeline)
     for path, (image_id, problem) in zip(paths, identified, strict=True):
         source = str(path.relative_to(images))
         if problem:
@@ -267,7 +285,7 @@ def convert_siim_acr(
                      tuple(table.regions[i]), preprocessing) for i in wanted]
         for image_id, job, result in zip(wanted, jobs, run_jobs(
                 _prepare, jobs, workers=workers, label="SIIM-ACR",
-                show_progress=show_progress), strict=True):
+                show_progress=show_progress, beam_options=pipeline), strict=True):
             if isinstance(result, str):
                 skipped.add(job.source, result)
             else:
