@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 
 import click
 
@@ -70,20 +72,61 @@ def run(name, data, out, overrides, stages, resume, strategy, cpu_devices) -> No
     from pathlib import Path
 
     from cxrkit.recipes import check_out, demo_note, resolve, run_recipe
+    from cxrkit.recipes.multi_worker import worker_role
 
     stages = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     demo = data is None
     plan = resolve(name, overrides, demo=demo, stages=stages)  # bad input fails before work
     out = Path(out or Path("runs") / plan.name)
+    role = worker_role(strategy)
+    if role is not None and resume:
+        raise click.UsageError("--resume is not supported with --strategy multi-worker (each "
+                               "worker would need the chief's checkpoint); start a new --out")
+    scratch = None
+    if role is not None and not role.chief:
+        scratch = Path(tempfile.mkdtemp(prefix=f"cxrkit-worker{role.index}-"))
+        click.echo(f"worker {role.index} of {role.count}: training with the chief, which "
+                   "writes the checkpoints, TensorBoard logs, models and report under its "
+                   f"--out; this worker writes nothing to {out}")
+        out = scratch
     restart = check_out(out, plan, resume)  # bad input fails before any work
     if restart:
         click.echo(restart)
     if cpu_devices:
         _split_cpu(cpu_devices)
-    if demo:
-        from data_prep.demo import prepare_demo_records
+    try:
+        if demo:
+            from data_prep.demo import prepare_demo_records
 
-        click.echo(demo_note(plan))
-        data = prepare_demo_records(plan.data.dataset, plan.demo, out / "data", click.echo)
-    run_recipe(plan, data, out=out, resume=resume, strategy=strategy, demo=demo,
-               echo=click.echo)
+            click.echo(demo_note(plan))
+            data = prepare_demo_records(plan.data.dataset, plan.demo, out / "data", click.echo)
+        run_recipe(plan, data, out=out, resume=resume, strategy=strategy, demo=demo,
+                   echo=click.echo)
+    except Exception as err:
+        if role is None or not _is_tf_error(err):
+            raise
+        raise click.ClickException(_worker_error(role, err)) from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _is_tf_error(err: Exception) -> bool:
+    import tensorflow as tf
+
+    return isinstance(err, tf.errors.OpError)
+
+
+def _worker_error(role, err) -> str:
+    """One line for a TensorFlow error on a cluster worker: which worker, what failed and the
+    likely cause, instead of the gRPC traceback."""
+    import tensorflow as tf
+
+    first = " ".join(str(err.message).split())
+    first = first.split(" Additional GRPC error information")[0][:300]
+    cause = ("another worker stopped or cannot be reached (check its output, TF_CONFIG's "
+             "addresses and that every worker runs the same command)"
+             if isinstance(err, tf.errors.UnavailableError | tf.errors.CancelledError |
+                           tf.errors.DeadlineExceededError) else "")
+    return (f"worker {role.index} of {role.count}: training stopped: "
+            f"{type(err).__name__}: {first}" + (f" — {cause}" if cause else ""))

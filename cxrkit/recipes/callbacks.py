@@ -38,7 +38,9 @@ class SaliencyImages(keras.callbacks.Callback):
                                  max_outputs=len(self.images))
 
     def on_epoch_end(self, epoch, logs=None):
-        saliency = self.model.predict(self.images, verbose=0)["saliency"]
+        # a plain call, not predict: under a multi-worker strategy only the chief logs, and a
+        # distributed predict would wait for the other workers
+        saliency = self.model(self.images, training=False)["saliency"]
         with self.writer.as_default():
             tf.summary.image("images/saliency", _as_image(saliency), step=epoch,
                              max_outputs=len(self.images))

@@ -28,11 +28,13 @@ so a resumed run draws the same initial weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +49,7 @@ from cxrkit.models import set_trainable
 from cxrkit.models.freeze import freeze_unused
 from cxrkit.recipes import losses
 from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_callback
+from cxrkit.recipes.multi_worker import fix_keras_multi_worker_logs, worker_role
 from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 from cxrkit.recipes.schema import Recipe, Stage
@@ -66,6 +69,7 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(cpus)
     if kind == "multi-worker":
+        fix_keras_multi_worker_logs()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise CxrkitError(f"unknown strategy {kind!r}; choose from {', '.join(STRATEGIES)}")
 
@@ -85,6 +89,7 @@ class Run:
         self.input_shape = (*self.preprocessing.size, 1)
         self.class_names = list(self.manifest["classes"])
         self.strategy_kind, self.strategy = strategy, make_strategy(strategy)
+        self.role = worker_role(strategy)
         self.parts: dict[str, keras.Model] = {}
 
     # --- data -----------------------------------------------------------------------------
@@ -107,7 +112,18 @@ class Run:
         ds = load(self.data, split, batch_size=self.global_batch(stage), shuffle=training,
                   augment=augmentation if training else "none", seed=self.recipe.seed,
                   balanced=balanced and training)
-        return ds.map(lambda ex: (task.model_inputs(ex), losses.targets(stage, ex)))
+        ds = ds.map(lambda ex: (task.model_inputs(ex), losses.targets(stage, ex)))
+        if self.role is not None:
+            # Every worker reads the same seeded stream and keeps its slice of each global
+            # batch (tf.distribute rebatches, then shards). FILE sharding would need at least
+            # as many files as workers and equal examples per file (the reader declares each
+            # split's length); DATA works for any number of shards and makes a multi-worker
+            # step the same as a one-process step on the same global batch.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA)
+            ds = ds.with_options(options)
+        return ds
 
     # --- parts ----------------------------------------------------------------------------
     def used_parts(self) -> list[str]:
@@ -166,6 +182,8 @@ class Run:
             found.append(PlateauSchedule(
                 monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience,
                 min_lr=t.min_learning_rate, reload_best=t.reload_best_on_reduce))
+        if self.role is not None and not self.role.chief:
+            return found  # the chief alone logs (this worker's backups go to its scratch)
         found += [keras.callbacks.TensorBoard(str(logdir)),
                   hparams_callback(str(logdir), {**dataclasses.asdict(stage),
                                                  "training": dataclasses.asdict(t)})]
@@ -201,10 +219,20 @@ class Run:
         val = self.dataset("validation", stage, training=False) if has_val else None
         monitor = "val_loss" if has_val else "loss"
         started = time.time()
-        history = model.fit(train, validation_data=val, epochs=stage.epochs,
-                            steps_per_epoch=steps, callbacks=self.callbacks(stage, monitor, model),
-                            shuffle=False,  # the reader shuffles; Keras cannot shuffle tf.data
-                            verbose=1 if sys.stdout.isatty() else 2)
+        scope = contextlib.nullcontext()
+        if self.role is not None:
+            # Keras 3 (keras-team/keras#20585): a model that remembers its
+            # MultiWorkerMirroredStrategy reduces the first distributed batch to build itself,
+            # which fails for nested batches; forgotten, it builds in the traced step, and
+            # fitting inside the strategy's scope still distributes every step.
+            model._distribute_strategy = None
+            scope = self.strategy.scope()
+        with scope:
+            history = model.fit(train, validation_data=val, epochs=stage.epochs,
+                                steps_per_epoch=steps,
+                                callbacks=self.callbacks(stage, monitor, model),
+                                shuffle=False,  # the reader shuffles; Keras cannot shuffle
+                                verbose=1 if sys.stdout.isatty() else 2)
         for layer in unused:  # frozen for this stage's view only
             layer.trainable = True
         if stage.precise_bn_batches:
@@ -223,6 +251,16 @@ class Run:
         write_text_atomic(self.stage_dir(stage.name) / "done.json",
                           json.dumps(record, indent=2) + "\n")
         return record
+
+    def detach_parts(self) -> None:
+        """Replaces the parts by undistributed copies with the trained weights (a multi-worker
+        run's chief evaluates, reports and exports alone; a distributed model would wait for
+        the other workers at every ``predict``)."""
+        with tempfile.TemporaryDirectory() as folder:
+            for name, part in self.parts.items():
+                path = Path(folder) / f"{name}.keras"
+                part.save(path)
+                self.parts[name] = keras.saving.load_model(path)
 
     def run(self) -> dict:
         """Trains every enabled stage; returns {stage: done record or "skipped"}."""

@@ -89,13 +89,16 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     """Runs ``recipe`` on the records in ``data`` into ``out``; returns the metrics document.
 
     ``demo`` marks a run on phantom data: its report and its closing line say so (the
-    command line also says so before it generates the data).
+    command line also says so before it generates the data). Under ``multi-worker`` a worker
+    that is not the chief trains its share and returns ``{}``: give it a scratch ``out``
+    (the command line does), since everything that stays is the chief's.
     """
     import keras
 
     from cxrkit.card import ModelCard, card_path
     from cxrkit.recipes import engine
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
+    from cxrkit.recipes.multi_worker import worker_role
     from cxrkit.recipes.reports import REPORTS
     from cxrkit.recipes.tasks import TASKS, stage_model
 
@@ -108,9 +111,17 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     if recipe.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     trace = _write_trace(out, recipe, data, strategy, resume)
-    echo(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    role = worker_role(strategy)
+    if role is None or role.chief:
+        echo(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
     run.run()
+    if role is not None:
+        if not role.chief:
+            echo(f"worker {role.index}: training done; the chief evaluates, reports and "
+                 "exports")
+            return {}
+        run.detach_parts()
 
     echo("== evaluating on the test split ==")
     test = load_test_split(data)
