@@ -52,6 +52,9 @@ def _hirescam(acts, grads):
 METHODS = {"gradcam": _gradcam, "gradcam++": _gradcam_plus_plus, "hirescam": _hirescam}
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# model -> {layer name: (cam model, reshape)}: one tap model per target, so its compiled
+# function is traced once, not on every call
+_TAPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _identity(target):
@@ -75,6 +78,14 @@ def cam_model_for(model: keras.Model, layer: str | None = None):
             raise CxrkitError(f"model {model.name!r} declares no Grad-CAM target layer; "
                               "pass layer=NAME")
         layer = cam_layer(model)
+    taps = _TAPS.setdefault(model, {})
+    if layer not in taps:
+        taps[layer] = _tap(model, layer)
+    return taps[layer]
+
+
+def _tap(model: keras.Model, layer: str):
+    """:func:`cam_model_for` with a named ``layer``, built."""
     if hasattr(model, "cam_model") and hasattr(model, "backbone"):
         try:
             tap = model.backbone.get_layer(layer).output

@@ -74,6 +74,18 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
     raise CxrkitError(f"unknown strategy {kind!r}; choose from {', '.join(STRATEGIES)}")
 
 
+def make_optimizer(stage: Stage, t):
+    """Adam (beta_1, beta_2, epsilon), AdamW or SGD (momentum) at the stage's learning rate
+    (``t``: the recipe's ``[training]``)."""
+    if stage.optimizer == "sgd":
+        return keras.optimizers.SGD(stage.learning_rate, momentum=t.momentum)
+    if stage.optimizer == "adamw":  # PyTorch's AdamW defaults (GazeGNN's train.py)
+        return keras.optimizers.AdamW(stage.learning_rate, weight_decay=0.01,
+                                      beta_1=t.beta_1, beta_2=t.beta_2, epsilon=t.epsilon)
+    return keras.optimizers.Adam(stage.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
+                                 epsilon=t.epsilon)
+
+
 class Run:
     """One recipe run in ``out`` (see the module docstring)."""
 
@@ -160,15 +172,8 @@ class Run:
         return True
 
     def optimizer(self, stage: Stage):
-        """Adam (beta_1, beta_2, epsilon) or SGD (momentum) at the stage's learning rate."""
-        t = self.recipe.training
-        if stage.optimizer == "sgd":
-            return keras.optimizers.SGD(stage.learning_rate, momentum=t.momentum)
-        if stage.optimizer == "adamw":  # PyTorch's AdamW defaults (GazeGNN's train.py)
-            return keras.optimizers.AdamW(stage.learning_rate, weight_decay=0.01,
-                                          beta_1=t.beta_1, beta_2=t.beta_2, epsilon=t.epsilon)
-        return keras.optimizers.Adam(stage.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
-                                     epsilon=t.epsilon)
+        """The stage's optimiser (:func:`make_optimizer`)."""
+        return make_optimizer(stage, self.recipe.training)
 
     def callbacks(self, stage: Stage, monitor: str, model) -> list:
         t = self.recipe.training
