@@ -1,11 +1,15 @@
 """File helpers the converters, the reader and the recipe engine share: checksums, atomic
-writes, and the names of a record folder's shards."""
+writes, the names of a record folder's shards, and standard error silenced at the file
+descriptor (the quiet console, and worker processes that inherit it)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # ``<split>-00000-of-000NN.tfrecord[.gz]``: every shard a conversion writes (docs/data.md).
@@ -28,3 +32,20 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     partial.write_text(text)
     partial.replace(path)
     return path
+
+
+@contextmanager
+def stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null inside the block (C++ writers and the child
+    processes started in it included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

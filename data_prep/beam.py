@@ -39,8 +39,8 @@ import tempfile
 import time
 import uuid
 
-from cxrkit.cli.quiet import stderr_silenced
 from cxrkit.errors import CxrkitError
+from cxrkit.files import stderr_silenced
 from data_prep.pipeline import Guarded, as_reason
 from data_prep.records import prepare_out, remove_stale_shards, shard_layout, write_shard
 

@@ -113,6 +113,10 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
     assert document["stages"]["gazegnn"]["classification"]["accuracy"] == pytest.approx(
         float((gaze_logits.argmax(1) == labels).mean()))
     assert "| GazeGNN |" in (out / "report.md").read_text()
+    from cxrkit.inference import load_model
+
+    _, card = load_model(out / "parts" / "gazegnn.keras")  # its card: exportable as it is
+    assert card.task == "gazegnn" and card.class_names == ("Normal", "CHF", "pneumonia")
     ours = _kl(outputs["saliency"], test["heatmap"])
     unet_s = keras.saving.load_model(out / "parts" / "unet_s.keras")
     baseline = _kl(unet_s.predict(test["image"], verbose=0)["saliency"], test["heatmap"])

@@ -29,24 +29,8 @@ import importlib.machinery
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-
-@contextmanager
-def stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 goes to /dev/null inside the block (C++ writers included)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+from cxrkit.files import stderr_silenced
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):

@@ -4,7 +4,9 @@
 converted records (the command line makes the demo records first when no ``--data`` is given;
 this package never generates data). It checks the run folder (:func:`check_out`), records the
 trace (``run.json``), trains the enabled stages (:mod:`cxrkit.recipes.engine`), evaluates them
-on the test split (:mod:`cxrkit.recipes.evaluate`), saves the final model with its model card,
+on the test split (:mod:`cxrkit.recipes.evaluate`), saves the final model with its model card
+(and a card beside each saved part that is a stage's whole model, ``parts/gazegnn.keras``
+for one, so ``cxrkit export RUN/parts/gazegnn.keras`` works),
 exports it for TensorFlow Serving when the recipe has an ``[export]`` name, and writes the
 report of the recipe's layout (:mod:`cxrkit.recipes.reports`).
 """
@@ -99,6 +101,7 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     from cxrkit.recipes import engine
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
     from cxrkit.recipes.multi_worker import worker_role
+    from cxrkit.recipes.parts import part_path
     from cxrkit.recipes.reports import REPORTS
     from cxrkit.recipes.tasks import TASKS, stage_model
 
@@ -134,6 +137,12 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     final_model.save(out / "model.keras")
     ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task
               ).save(card_path(out / "model.keras"))
+    for stage in stages.values():  # a stage whose model is one part: that part gets a card
+        model = stage_model(stage, run.parts)
+        for part in stage.parts.values():
+            if run.parts[part] is model and part_path(out, part).is_file():
+                ModelCard(run.preprocessing, tuple(run.class_names),
+                          TASKS[stage.task].card_task).save(card_path(part_path(out, part)))
     if recipe.export.name and final.name == reference:
         from cxrkit.serving import export_model
 
