@@ -110,3 +110,10 @@ def test_errors_after_tensorflow_starts_are_still_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: {tmp_path}: not a SavedModel version folder (no saved_model.pb); pass "
         "saved_models/NAME/VERSION"]
+
+
+def test_beam_options_need_the_beam_runner(tmp_path):
+    result = CliRunner().invoke(cli, ["data", "siim-acr", "--images", str(tmp_path), "--rle",
+                                      str(tmp_path / "t.csv"), "--out", str(tmp_path / "o"),
+                                      "--beam-options", "--runner=FlinkRunner"])
+    assert result.exit_code == 2 and "--beam-options needs --runner beam" in result.output

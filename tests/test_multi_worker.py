@@ -30,6 +30,23 @@ def _ports(count: int) -> list[int]:
     return ports
 
 
+def _launch(records, tmp_path, settings, *, stderr) -> list[subprocess.Popen]:
+    """Worker 0 and worker 1 of a two-worker localhost cluster, each running the demo's
+    ``unet_s`` stage into ``tmp_path/worker<i>``."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _ports(2)]}
+    processes = []
+    for index in range(2):
+        env = quiet_env()
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
+                                       "task": {"type": "worker", "index": index}})
+        command = cxrkit_command("recipe", "run", "mlmi2024-demo", "--data", str(records),
+                                 "--out", str(tmp_path / f"worker{index}"), "--models",
+                                 "unet_s", "--strategy", "multi-worker", *sets(settings))
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                          stderr=stderr, text=True))
+    return processes
+
+
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """36 phantom images at 32 px: 24 to train, so each epoch is two full global batches of
@@ -80,18 +97,7 @@ def _reference_weights(records, tmp_path) -> tuple[list[np.ndarray], list[np.nda
 
 
 def test_two_workers_train_one_stage_together(records, tmp_path):
-    ports = _ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    processes = []
-    for index in range(2):
-        env = quiet_env()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
-                                       "task": {"type": "worker", "index": index}})
-        command = cxrkit_command("recipe", "run", "mlmi2024-demo", "--data", str(records),
-                                 "--out", str(tmp_path / f"worker{index}"), "--models",
-                                 "unet_s", "--strategy", "multi-worker", *sets(SETTINGS))
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
+    processes = _launch(records, tmp_path, SETTINGS, stderr=subprocess.STDOUT)
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
@@ -123,19 +129,8 @@ def test_a_worker_whose_peer_dies_says_so(records, tmp_path):
     naming itself and the likely cause, not a gRPC traceback."""
     import time
 
-    ports = _ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    processes = []
-    for index in range(2):
-        env = quiet_env()
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
-                                       "task": {"type": "worker", "index": index}})
-        command = cxrkit_command("recipe", "run", "mlmi2024-demo", "--data", str(records),
-                                 "--out", str(tmp_path / f"worker{index}"), "--models",
-                                 "unet_s", "--strategy", "multi-worker",
-                                 *sets([*SETTINGS, "stages.unet_s.epochs=200"]))
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True))
+    processes = _launch(records, tmp_path, [*SETTINGS, "stages.unet_s.epochs=200"],
+                        stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while not (tmp_path / "worker0" / "stages" / "unet_s" / "backup").exists():
         assert time.time() < deadline and processes[0].poll() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import http.server
 import json
@@ -61,6 +62,31 @@ def exported(tmp_path_factory):
             card_path(root / name / "model.keras"))
         folders[name] = export_model(root / name, name, to=root / "saved_models")
     return root, models, folders
+
+
+@contextlib.contextmanager
+def rest_stand_in(answer):
+    """A local stand-in for TF Serving's REST predict API: ``answer(path, body)`` gives the
+    one prediction of a request; yields the server's URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reply = json.dumps({"predictions": [answer(self.path, body)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
 
 
 def _reference_gradcam(model, x: np.ndarray) -> np.ndarray:
@@ -188,45 +214,29 @@ def test_predict_cli_local_and_against_a_rest_server(exported, egd_phantom, tmp_
 
     signatures = tf.saved_model.load(str(folders["mlmi2024"])).signatures
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # a stand-in for TF Serving's REST predict API
-            assert self.path == "/v1/models/mlmi2024:predict"
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            instance = body["instances"][0]
-            if body["signature_name"] == "predict_image_bytes":
-                out = signatures["predict_image_bytes"](
-                    image_bytes=tf.constant([base64.b64decode(instance["b64"])]))
-            else:
-                out = signatures["serving_default"](image=tf.constant([instance], tf.float32))
-            prediction = {k: v.numpy()[0].tolist() for k, v in out.items()
-                          if k not in ("label", "class_names")}
-            prediction["class_names"] = [n.decode() for n in out["class_names"].numpy()[0]]
-            prediction["label"] = out["label"].numpy()[0].decode()
-            reply = json.dumps({"predictions": [prediction]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+    def answer(path, body):
+        assert path == "/v1/models/mlmi2024:predict"
+        instance = body["instances"][0]
+        if body["signature_name"] == "predict_image_bytes":
+            out = signatures["predict_image_bytes"](
+                image_bytes=tf.constant([base64.b64decode(instance["b64"])]))
+        else:
+            out = signatures["serving_default"](image=tf.constant([instance], tf.float32))
+        prediction = {k: v.numpy()[0].tolist() for k, v in out.items()
+                      if k not in ("label", "class_names")}
+        prediction["class_names"] = [n.decode() for n in out["class_names"].numpy()[0]]
+        prediction["label"] = out["label"].numpy()[0].decode()
+        return prediction
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
+    with rest_stand_in(answer) as url:
         remote = CliRunner().invoke(cli, ["predict", *paths, "--server", url, "--name",
                                           "mlmi2024", "--card", str(folders["mlmi2024"])])
-        assert remote.exit_code == 0, remote.output
-        records = [json.loads(line) for line in remote.output.splitlines()
-                   if line.startswith("{")]
-        for got, want in zip(records, local, strict=True):
-            assert got["label"] == want["label"]
-            for k in EGD:
-                assert got["probabilities"][k] == pytest.approx(want["probabilities"][k],
-                                                                abs=1e-3)
-    finally:
-        server.shutdown()
+    assert remote.exit_code == 0, remote.output
+    records = [json.loads(line) for line in remote.output.splitlines() if line.startswith("{")]
+    for got, want in zip(records, local, strict=True):
+        assert got["label"] == want["label"]
+        for k in EGD:
+            assert got["probabilities"][k] == pytest.approx(want["probabilities"][k], abs=1e-3)
     down = CliRunner().invoke(cli, ["predict", paths[0], "--server", "http://127.0.0.1:9",
                                     "--name", "x"])
     assert down.exit_code == 1 and "cannot reach the server" in down.output
@@ -388,38 +398,23 @@ def test_predict_with_gaze_against_a_rest_server(gazegnn_export, egd_phantom, tm
     signatures = tf.saved_model.load(str(folder)).signatures
     seen = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # TF Serving's REST predict API with named inputs per instance
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            instance = body["instances"][0]
-            seen.append((body["signature_name"], sorted(instance)))
-            gaze = tf.constant([instance["gaze"]], tf.float32)
-            if body["signature_name"] == "predict_image_bytes":
-                out = signatures["predict_image_bytes"](image_bytes=tf.constant(
-                    [base64.b64decode(instance["image_bytes"]["b64"])]), gaze=gaze)
-            else:
-                out = signatures["serving_default"](
-                    image=tf.constant([instance["image"]], tf.float32), gaze=gaze)
-            reply = json.dumps({"predictions": [{
-                "probabilities": out["probabilities"].numpy()[0].tolist(),
-                "class_names": [n.decode() for n in out["class_names"].numpy()[0]]}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+    def answer(path, body):  # named inputs per instance
+        instance = body["instances"][0]
+        seen.append((body["signature_name"], sorted(instance)))
+        gaze = tf.constant([instance["gaze"]], tf.float32)
+        if body["signature_name"] == "predict_image_bytes":
+            out = signatures["predict_image_bytes"](image_bytes=tf.constant(
+                [base64.b64decode(instance["image_bytes"]["b64"])]), gaze=gaze)
+        else:
+            out = signatures["serving_default"](
+                image=tf.constant([instance["image"]], tf.float32), gaze=gaze)
+        return {"probabilities": out["probabilities"].numpy()[0].tolist(),
+                "class_names": [n.decode() for n in out["class_names"].numpy()[0]]}
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
+    with rest_stand_in(answer) as url:
         remote = CliRunner().invoke(cli, ["predict", *paths, "--server", url, "--name", "g",
                                           "--card", str(folder), "--gaze", str(table)])
-        assert remote.exit_code == 0, remote.output
-    finally:
-        server.shutdown()
+    assert remote.exit_code == 0, remote.output
     assert seen == [("predict_image_bytes", ["gaze", "image_bytes"]),
                     ("serving_default", ["gaze", "image"])]
     local = CliRunner().invoke(cli, ["predict", *paths, "--model", str(folder), "--gaze",

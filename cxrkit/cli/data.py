@@ -57,6 +57,11 @@ def _conversion_options(function):
     return function
 
 
+def _check_runner(runner: str, beam_options: str) -> None:
+    if beam_options and runner != "beam":
+        raise click.UsageError("--beam-options needs --runner beam")
+
+
 def _report(manifest: dict, out: str) -> None:
     skipped = manifest["skipped"]
     for split, count in manifest["counts"].items():
@@ -99,6 +104,7 @@ def _report(manifest: dict, out: str) -> None:
 def siim_acr(images, rle_csv, size, subset, split, out, shards, workers, runner, beam_options,
              seed, strict, gzip):
     """Convert raw SIIM-ACR (DICOMs + RLE table) to sharded TFRecords with a manifest."""
+    _check_runner(runner, beam_options)
     from data_prep.siim_acr.convert import convert_siim_acr
 
     manifest = convert_siim_acr(images, rle_csv, out, size=size, subset=subset, split=split,
@@ -157,6 +163,7 @@ def egd_cxr(master_sheet, eye_gaze, fixations, images, size, placement, canvas, 
 
     if (eye_gaze is None) == (fixations is None):
         raise click.UsageError("give exactly one of --eye-gaze and --fixations")
+    _check_runner(runner, beam_options)
     manifest = convert_egd_cxr(
         master_sheet, eye_gaze or fixations, images, out,
         gaze_source="eye_gaze" if eye_gaze else "fixations", target=size,
