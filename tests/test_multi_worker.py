@@ -13,8 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from tests.conftest import cxrkit_command, quiet_env, sets
+from conftest import cxrkit_command, quiet_env, sets
 
 SETTINGS = ["data.batch_size=6", "stages.unet_s.epochs=1", "training.run_eagerly=true",
             "stages.unet_s.precise_bn_batches=2"]
