@@ -130,10 +130,13 @@ def test_a_worker_whose_peer_dies_says_so(records, tmp_path):
 
     processes = _launch(records, tmp_path, [*SETTINGS, "stages.unet_s.epochs=200"],
                         stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not (tmp_path / "worker0" / "stages" / "unet_s" / "backup").exists():
-        assert time.time() < deadline and processes[0].poll() is None
+    for _ in range(600):  # poll until the chief is inside the stage (at most ~5 minutes)
+        if (tmp_path / "worker0" / "stages" / "unet_s" / "backup").exists():
+            break
+        assert processes[0].poll() is None, processes[0].communicate()[1][-2000:]
         time.sleep(0.5)
+    else:
+        pytest.fail("the chief never started the stage")
     processes[0].kill()
     _, errors = processes[1].communicate(timeout=300)
     processes[0].communicate()
