@@ -100,7 +100,6 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     from cxrkit.card import ModelCard, card_path
     from cxrkit.recipes import engine
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
-    from cxrkit.recipes.multi_worker import worker_role
     from cxrkit.recipes.parts import part_path
     from cxrkit.recipes.reports import REPORTS
     from cxrkit.recipes.tasks import TASKS, stage_model
@@ -114,10 +113,10 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     if recipe.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     trace = _write_trace(out, recipe, data, strategy, resume)
-    role = worker_role(strategy)
+    run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
+    role = run.role
     if role is None or role.chief:
         echo(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
-    run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
     run.run()
     if role is not None:
         if not role.chief:

@@ -41,7 +41,7 @@ from cxrkit.errors import CxrkitError, InputError
 from cxrkit.files import sha256_file
 from cxrkit.preprocessing import STUDY_CANVAS, EgdCxrPreprocessing, read_dicom
 from data_prep.egd_cxr.columns import DIAGNOSES
-from data_prep.egd_cxr.gaze_table import Gaze, GazeIndex, read_gaze, read_header
+from data_prep.egd_cxr.gaze_table import Gaze, GazeIndex, read_gaze
 from data_prep.egd_cxr.heatmap import STUDY_SIGMA, TARGET, dwell_map, gaze_heatmap
 from data_prep.pipeline import SkipLog, run_jobs
 from data_prep.records import (
@@ -93,13 +93,12 @@ def _prepare(job: _Job) -> Encoded | str:
     except InputError as err:
         return err.problem
     weights = job.gaze.duration if job.weight == "duration" else None
+    geometry = job.preprocessing.geometry(pixels.shape)
     try:
-        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights,
-                            job.preprocessing.geometry(pixels.shape), sigma=job.sigma)
+        heat = gaze_heatmap(job.gaze.x, job.gaze.y, weights, geometry, sigma=job.sigma)
     except ValueError as err:
         return str(err)
     scale = job.preprocessing.target_scale
-    geometry = job.preprocessing.geometry(pixels.shape)
 
     def as_png(values):
         return png(np.round(values * scale).astype(job.preprocessing.target_dtype))
@@ -292,7 +291,6 @@ def convert_egd_cxr(
         from data_prep.beam import egd_gaze_index, egd_write
 
         pipeline_options = make_options(beam_options, workers)
-        read_header(gaze_table)  # a table without the columns fails before any pipeline
         plan = plan_conversion(master_sheet, gaze_table, egd_gaze_index(
             gaze_table, pipeline_options), images, **options)
         kept, failures, shard_names, checksums = egd_write(
