@@ -30,7 +30,11 @@ SLOW_MACHINE_CALIBRATION_S = 1.64
 def calibration() -> float:
     """Seconds of one compiled DenseNet201 forward pass on 16 images at 224 px."""
     import numpy as np
-    import tensorflow as tf
+
+    from cxrkit.files import stderr_silenced
+
+    with stderr_silenced():  # TensorFlow's start-up lines (CUDA probe, oneDNN note)
+        import tensorflow as tf
 
     from cxrkit.models import build_backbone
 

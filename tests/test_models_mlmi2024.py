@@ -220,3 +220,25 @@ def test_parameter_counts_match_the_authors_models(width, dual, mt, res_se_mt):
 
     fusion = build_fusion_head(3, dense_channels=1920, decoder_channels=width[0])
     assert _counts(fusion) == ((1920 + width[0]) * 64 + 64 + 64 * 3 + 3, 0)  # 127,235 at 64
+
+
+def test_narrower_densenet201_keeps_its_layers():
+    """Growth rate 12 (the demo's width): the same 201-layer graph, narrower; the block-4 and
+    feature widths follow the DenseNet rule (64 stem channels, +k a dense layer, halved by
+    each transition); pretrained weights are refused for it by name."""
+    from cxrkit.errors import CxrkitError
+    from cxrkit.models import build_densenet_encoder
+
+    narrow = build_densenet_encoder((32, 32, 1), growth_rate=12)
+    width = 64
+    for i, layers in enumerate([6, 12, 48, 32]):
+        width += 12 * layers
+        if i < 3:
+            width //= 2
+    assert width == 725
+    assert narrow.output["block4"].shape[-1] == narrow.output["features"].shape[-1] == width
+    taps = narrow.get_layer("densenet201")
+    convs = [la for la in taps.layers if isinstance(la, keras.layers.Conv2D)]
+    assert len(convs) == 1 + 2 * (6 + 12 + 48 + 32) + 3  # stem, two a dense layer, transitions
+    with pytest.raises(CxrkitError, match="growth rate 32"):
+        build_densenet_encoder((32, 32, 1), growth_rate=12, weights="imagenet")

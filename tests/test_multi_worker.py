@@ -16,6 +16,7 @@ import tensorflow as tf
 from conftest import cxrkit_command, quiet_env, sets
 
 SETTINGS = ["data.batch_size=6", "stages.unet_s.epochs=1", "training.run_eagerly=true",
+            "training.checkpoint=true",
             "stages.unet_s.precise_bn_batches=2"]
 
 

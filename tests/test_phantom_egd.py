@@ -114,3 +114,55 @@ def test_some_gaze_falls_off_the_image(egd_phantom):
         off += ((points[:, 0] < 0) | (points[:, 1] < 0) | (points[:, 0] >= cols)
                 | (points[:, 1] >= rows)).sum()
     assert off > 0
+
+
+def _box_phantom():
+    from data_prep.phantom.anatomy import Phantom
+
+    lungs = np.zeros((90, 80), bool)
+    lungs[0:90, 10:30] = lungs[0:90, 50:70] = True
+    heart = np.zeros_like(lungs)
+    heart[60:90, 25:55] = True  # overlaps both lungs' lower zones, which lose those pixels
+    finding = np.zeros_like(lungs)
+    finding[20:30, 55:65] = True
+    return Phantom(np.zeros(lungs.shape, np.float32), lungs, finding, heart)
+
+
+def test_search_landmarks_are_zone_centroids():
+    """Two rectangular lungs and a heart: the six zone centroids and the heart's, by hand."""
+    from data_prep.phantom.egd_cxr import search_landmarks
+
+    phantom = _box_phantom()
+    field = phantom.lungs & ~phantom.heart
+    rows = np.arange(90)[:, None]
+    expected = []
+    for cols in (slice(10, 30), slice(50, 70)):
+        side = np.zeros_like(field)
+        side[:, cols] = field[:, cols]
+        cuts = np.quantile(np.nonzero(side)[0], [0, 1 / 3, 2 / 3, 1])
+        for top, bottom in zip(cuts[:-1], cuts[1:], strict=True):
+            r, c = np.nonzero(side & (rows >= top) & (rows <= bottom))
+            expected.append((c.mean(), r.mean()))
+    expected.append((39.5, 74.5))
+    np.testing.assert_allclose(search_landmarks(phantom), expected)
+
+
+def test_readings_follow_the_search_and_the_finding():
+    """Normal: fixations scatter a little around every landmark in turn; abnormal: 60 % on
+    the finding; a few off the image in both."""
+    from data_prep.phantom.egd_cxr import _fixation_points, search_landmarks
+
+    phantom = _box_phantom()
+    marks = search_landmarks(phantom)
+    for diagnosis, on_finding in (("Normal", 0.0), ("pneumonia", 0.6)):
+        points = _fixation_points(phantom, diagnosis, 2000, np.random.default_rng(1))
+        off = (points < 0).any(axis=1) | (points[:, 0] >= 80) | (points[:, 1] >= 90)
+        assert 0.02 < off.mean() < 0.06
+        x, y = points[~off].round().astype(int).T
+        finding = phantom.finding[np.clip(y, 0, 89), np.clip(x, 0, 79)]
+        assert abs(finding.mean() - on_finding / 0.96) < 0.05 or diagnosis == "Normal"
+        rest = points[~off][~finding]
+        nearest = np.linalg.norm(rest[:, None] - marks[None], axis=2)
+        assert np.median(nearest.min(axis=1)) < 0.03 * 80 * 1.5  # s.d. 3 % of the width
+        shares = np.bincount(nearest.argmin(axis=1), minlength=len(marks)) / len(rest)
+        assert shares.min() > 0.5 / len(marks)  # every landmark is visited

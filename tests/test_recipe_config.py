@@ -38,7 +38,11 @@ def test_shipped_recipes_resolve_to_typed_recipes():
             saliency.batch_size) == (50, 1e-4, "adam", 16)
     assert full.stages["unet_s"].label == "UNet" and full.stages["triplet"].label == "triplet"
     demo = resolve("mlmi2024", demo=True)  # what runs without --data
-    assert demo.name == "mlmi2024-demo" and demo.stages["triplet"].run_eagerly is True
+    assert demo.name == "mlmi2024-demo" and demo.stages["triplet"].epochs == 2
+    assert (demo.training.grappler, demo.training.checkpoint) == (False, False)
+    assert (full.training.grappler, full.training.checkpoint) == (True, True)
+    assert demo.parts["densenet"].options["growth_rate"] == 12
+    assert "growth_rate" not in full.parts["densenet"].options
     # the profile only changes what it lists; the rest comes from mlmi2024.toml
     assert demo.stages["saliency"].loss == full.stages["saliency"].loss
     assert demo.parts["unet"].options["block"] == "res_se"

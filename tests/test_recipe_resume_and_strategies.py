@@ -24,7 +24,7 @@ def test_killed_run_resumes_in_the_interrupted_stage(egd_records, tmp_path):
         "--models", "unet_s,res_se_unet",
         *sets(["data.batch_size=6", "stages.unet_s.epochs=1", "stages.res_se_unet.epochs=4",
                "training.early_stopping_patience=0", "training.reduce_lr_patience=0",
-               "training.run_eagerly=true"]))
+               "training.run_eagerly=true", "training.checkpoint=true"]))
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=quiet_env())
     metadata = out / "stages" / "res_se_unet" / "backup" / "training_metadata.json"
@@ -94,7 +94,8 @@ def test_a_run_that_failed_before_any_stage_restarts_cleanly(egd_records, tmp_pa
     out = tmp_path / "run"
     command = ["recipe", "run", "mlmi2024-demo", "--data", str(egd_records), "--out", str(out),
                "--models", "triplet",
-               *sets(["parts.densenet.weights=/absent/densenet.weights.h5"])]
+               *sets(["parts.densenet.weights=/absent/densenet.weights.h5",
+                      "parts.densenet.growth_rate=32"])]  # the study's width: weights exist
     first = CliRunner().invoke(cli, command)
     assert first.exit_code == 1 and (out / "run.json").is_file()
     assert first.output.strip().splitlines()[-1] == (

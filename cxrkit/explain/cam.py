@@ -135,8 +135,11 @@ def compiled_cam(cam_model: keras.Model, reshape, method: str):
         frame = getattr(cam_model, "cam_frame", None)
         size = (frame.size, frame.size) if frame is not None else _image_size(cam_model)
         model_ref = weakref.ref(cam_model)  # the cache must not keep its key alive
+        # Any batch size, one trace (a last, smaller batch would otherwise trace it again).
+        images_spec = tf.nest.map_structure(
+            lambda t: tf.TensorSpec((None, *t.shape[1:]), tf.float32), cam_model.input)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(input_signature=[images_spec, tf.TensorSpec((None,), tf.int32)])
         def run(images, class_index):
             with tf.GradientTape() as tape:
                 tape.watch(tf.nest.flatten(images))

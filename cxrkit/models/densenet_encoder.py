@@ -10,8 +10,10 @@ channels inside — to a dict of two feature maps, both at stride 32:
   classifier heads and Grad-CAM use.
 
 ``blocks`` builds a DenseNet of other depths (dense layers per block; DenseNet201 is
-6/12/48/32) with random weights — small ones make fast tests of the whole pipeline. The parts
-that consume the taps read their width from the built encoder.
+6/12/48/32) and ``growth_rate`` one of another width (channels each dense layer adds;
+DenseNet201's is 32, the DenseNet paper also trains 12 and 24), both with random weights —
+small ones make fast tests of the whole pipeline, a narrower DenseNet201 a fast demo. The
+parts that consume the taps read their width from the built encoder.
 """
 
 from __future__ import annotations
@@ -26,20 +28,29 @@ FEATURES = 1920  # DenseNet201: channels of block4 and of the final features
 
 
 def build_densenet_encoder(input_shape=(640, 512, 1), *, weights=None, blocks=None,
+                           growth_rate: int | None = None,
                            name: str = "densenet") -> keras.Model:
-    """DenseNet201 from the registry (or a DenseNet of ``blocks`` dense layers per block),
-    returning ``{"block4", "features"}`` (see the module docstring)."""
+    """DenseNet201 from the registry (or a DenseNet of ``blocks`` dense layers per block
+    and ``growth_rate``), returning ``{"block4", "features"}`` (see the module docstring)."""
     size = tuple(input_shape[:2])
-    if blocks is None:
+    if blocks is None and growth_rate in (None, 32):  # DenseNet201 itself
         backbone = build_backbone("densenet201", image_size=size, weights=weights)
         blocks = get_spec("densenet201").config["stackwise_num_repeats"]
     else:
         import keras_hub
 
-        if weights is not None or len(blocks) != 4:
-            raise CxrkitError(f"a DenseNet of blocks {list(blocks)}: give four block sizes and "
-                              "no weights (pretrained weights exist for DenseNet201 only)")
-        backbone = keras_hub.models.DenseNetBackbone(stackwise_num_repeats=list(blocks),
+        blocks = list(blocks or get_spec("densenet201").config["stackwise_num_repeats"])
+        growth_rate = 32 if growth_rate is None else int(growth_rate)
+        if len(blocks) != 4 or growth_rate < 1:
+            raise CxrkitError(f"a DenseNet of blocks {blocks} and growth rate {growth_rate}: "
+                              "give four block sizes and a positive growth rate")
+        if weights is not None:
+            raise CxrkitError(f"weights {weights}: pretrained weights exist for DenseNet201 "
+                              f"(blocks 6/12/48/32, growth rate 32) only, not for blocks "
+                              f"{blocks} at growth rate {growth_rate} (in a recipe: "
+                              "--set parts.densenet.growth_rate=32)")
+        backbone = keras_hub.models.DenseNetBackbone(stackwise_num_repeats=blocks,
+                                                     growth_rate=growth_rate,
                                                      image_shape=(*size, 3))
     block4 = backbone.get_layer(f"stack4_block{blocks[-1]}_concat").output
     taps = keras.Model(backbone.inputs, [block4, backbone.output], name="densenet201")

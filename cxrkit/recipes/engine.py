@@ -18,7 +18,8 @@ The engine knows stages, not studies. For each enabled stage of a typed
 Each stage logs to TensorBoard (``tensorboard/<stage>/``: loss, metrics and learning rate per
 epoch, predicted saliency images, HParams) and checkpoints every epoch
 (``stages/<name>/backup/``, Keras' BackupAndRestore: weights, optimizer and epoch; removed
-when the stage completes, its trained parts being saved then). With
+when the stage completes, its trained parts being saved then) unless ``[training] checkpoint``
+is off (the demos: a checkpoint of their 67M weights costs more than an epoch). With
 ``resume=True`` a done stage whose part files match their checksums is skipped and its parts
 are loaded; the interrupted stage continues from its last epoch checkpoint.
 
@@ -49,6 +50,7 @@ from cxrkit.models import set_trainable
 from cxrkit.models.freeze import freeze_unused
 from cxrkit.recipes import losses
 from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_callback
+from cxrkit.recipes.fused_optimizers import FusedAdam, FusedAdamW, FusedSGD
 from cxrkit.recipes.multi_worker import fix_keras_multi_worker_logs, worker_role
 from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
@@ -76,14 +78,14 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
 
 def make_optimizer(stage: Stage, t):
     """Adam (beta_1, beta_2, epsilon), AdamW or SGD (momentum) at the stage's learning rate
-    (``t``: the recipe's ``[training]``)."""
+    (``t``: the recipe's ``[training]``): Keras' updates, each variable's in one fused kernel
+    (:mod:`cxrkit.recipes.fused_optimizers`)."""
     if stage.optimizer == "sgd":
-        return keras.optimizers.SGD(stage.learning_rate, momentum=t.momentum)
+        return FusedSGD(stage.learning_rate, momentum=t.momentum)
     if stage.optimizer == "adamw":  # PyTorch's AdamW defaults (GazeGNN's train.py)
-        return keras.optimizers.AdamW(stage.learning_rate, weight_decay=0.01,
-                                      beta_1=t.beta_1, beta_2=t.beta_2, epsilon=t.epsilon)
-    return keras.optimizers.Adam(stage.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2,
-                                 epsilon=t.epsilon)
+        return FusedAdamW(stage.learning_rate, weight_decay=0.01,
+                          beta_1=t.beta_1, beta_2=t.beta_2, epsilon=t.epsilon)
+    return FusedAdam(stage.learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, epsilon=t.epsilon)
 
 
 class Run:
@@ -178,7 +180,10 @@ class Run:
     def callbacks(self, stage: Stage, monitor: str, model) -> list:
         t = self.recipe.training
         logdir = self.out / "tensorboard" / stage.name
-        found = [keras.callbacks.BackupAndRestore(str(self.stage_dir(stage.name) / "backup"))]
+        found = []
+        if t.checkpoint:
+            found.append(keras.callbacks.BackupAndRestore(
+                str(self.stage_dir(stage.name) / "backup")))
         if t.early_stopping_patience:
             found.append(keras.callbacks.EarlyStopping(
                 monitor=monitor, patience=t.early_stopping_patience,

@@ -4,7 +4,8 @@ Builders (``builder = ...``) and the options each takes (a part leaves out what 
 change; the defaults are the model functions' own, in :mod:`cxrkit.models`):
 
 - ``densenet_encoder``: ``weights`` ("none", "imagenet" or a local path); ``blocks`` (dense
-  layers per block, for a smaller random DenseNet than DenseNet201's 6/12/48/32, e.g. in tests);
+  layers per block, for a smaller random DenseNet than DenseNet201's 6/12/48/32, e.g. in tests)
+  and ``growth_rate`` (DenseNet201's 32; the demo's narrower DenseNet201 takes 12);
 - ``dense_head``: ``encoder`` (the encoder part it classifies; default "densenet"), ``dropout``;
 - ``unet``: ``block`` ("res_se" | "double_conv"), ``filters`` (five widths), ``dual_encoder``
   (bool) with ``encoder`` (the encoder part whose block-4 features it takes; default
@@ -93,7 +94,8 @@ def _width(ctx: PartContext, part: str, output: str) -> int:
     return int(ctx.part(part).output[output].shape[-1])
 
 
-@BUILDERS.register("densenet_encoder", options={"weights": str, "blocks": list})
+@BUILDERS.register("densenet_encoder", options={"weights": str, "blocks": list,
+                                                "growth_rate": int})
 def _densenet_encoder(ctx: PartContext, **options):
     from cxrkit.models import build_densenet_encoder
 

@@ -96,6 +96,7 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     (the command line does), since everything that stays is the chief's.
     """
     import keras
+    import tensorflow as tf
 
     from cxrkit.card import ModelCard, card_path
     from cxrkit.recipes import engine
@@ -112,6 +113,10 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     out.mkdir(parents=True, exist_ok=True)
     if recipe.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    # Grappler rewrites each traced graph before its first run: worth it for long training,
+    # about as long as a demo stage's training on a CPU (docs/recipes.md, "grappler").
+    tf.config.optimizer.set_experimental_options(
+        {"disable_meta_optimizer": not recipe.training.grappler})
     trace = _write_trace(out, recipe, data, strategy, resume)
     run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
     role = run.role
@@ -134,8 +139,8 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     final = stages[reference] if reference in stages else list(stages.values())[-1]
     final_model = stage_model(final, run.parts)
     final_model.save(out / "model.keras")
-    ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task
-              ).save(card_path(out / "model.keras"))
+    card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task)
+    card.save(card_path(out / "model.keras"))
     for stage in stages.values():  # a stage whose model is one part: that part gets a card
         model = stage_model(stage, run.parts)
         for part in stage.parts.values():
@@ -143,9 +148,9 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
                 ModelCard(run.preprocessing, tuple(run.class_names),
                           TASKS[stage.task].card_task).save(card_path(part_path(out, part)))
     if recipe.export.name and final.name == reference:
-        from cxrkit.serving import export_model
+        from cxrkit.serving.export import export_loaded
 
-        folder = export_model(out, recipe.export.name, to=out / "saved_models")
+        folder = export_loaded(final_model, card, recipe.export.name, to=out / "saved_models")
         echo(f"SavedModel for TensorFlow Serving: {folder}")
     document = REPORTS[recipe.report.layout](
         out, results=results, test=test, final_model=final_model, recipe=recipe,

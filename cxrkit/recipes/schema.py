@@ -48,6 +48,8 @@ class Training:
     run_eagerly: bool = False
     jit_compile: bool = False
     mixed_precision: bool = False
+    grappler: bool = True  # TensorFlow's graph optimiser on every traced step
+    checkpoint: bool = True  # every epoch, so that --resume continues inside a stage
 
 
 @dataclass(frozen=True)

@@ -176,9 +176,16 @@ def export_model(source: str | os.PathLike, name: str, *, version: int | None = 
                  to: str | os.PathLike = "saved_models") -> Path:
     """Exports a run directory's model (or a ``.keras`` file with its card); returns the
     version folder."""
+    model, card = load_model(source)
+    return export_loaded(model, card, name, version=version, to=to)
+
+
+def export_loaded(model: keras.Model, card: ModelCard, name: str, *,
+                  version: int | None = None, to: str | os.PathLike = "saved_models") -> Path:
+    """Exports a model already in memory with its card (a run exports its final model so,
+    without reading back the file it has just saved); returns the version folder."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise CxrkitError(f"model name {name!r}: use letters, digits, '.', '_' and '-'")
-    model, card = load_model(source)
     base = Path(to) / name
     version = next_version(base) if version is None else version
     target = base / str(version)
