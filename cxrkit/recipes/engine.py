@@ -19,7 +19,7 @@ Each stage logs to TensorBoard (``tensorboard/<stage>/``: loss, metrics and lear
 epoch, predicted saliency images, HParams) and checkpoints every epoch
 (``stages/<name>/backup/``, Keras' BackupAndRestore: weights, optimizer and epoch; removed
 when the stage completes, its trained parts being saved then) unless ``[training] checkpoint``
-is off (the demos: a checkpoint of their 67M weights costs more than an epoch). With
+is off (the demos: writing every weight each epoch costs more than their epochs). With
 ``resume=True`` a done stage whose part files match their checksums is skipped and its parts
 are loaded; the interrupted stage continues from its last epoch checkpoint.
 
