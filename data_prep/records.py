@@ -178,13 +178,11 @@ def write_shard(out: str, name: str, examples, compression: str | None) -> dict:
 
 
 def write_shards(out: str, split: str, examples: Sequence[bytes], *, shards: int | None,
-                 compression: str | None) -> list[str]:
-    """Write the serialized examples of one split (:func:`shard_layout`); returns the shard
-    file names."""
-    layout = shard_layout(split, examples, shards=shards, compression=compression)
-    for name, chunk in layout:
-        write_shard(out, name, chunk, compression)
-    return [name for name, _ in layout]
+                 compression: str | None) -> dict[str, dict]:
+    """Write the serialized examples of one split (:func:`shard_layout`); returns
+    ``{shard name: its checksum}`` in shard order."""
+    return {name: write_shard(out, name, chunk, compression) for name, chunk in
+            shard_layout(split, examples, shards=shards, compression=compression)}
 
 
 def split_counts(members: Mapping[str, Sequence], label: Callable[[object], int],
@@ -216,12 +214,12 @@ def write_splits(out: str, members: Mapping[str, Sequence], example: Callable[[o
     one did not write are removed at the end.
     """
     prepare_out(out)
-    names = {split: write_shards(out, split, [example(i) for i in members[split]],
-                                 shards=shards, compression=compression) for split in SPLITS}
-    written = {name for split in SPLITS for name in names[split]}
-    remove_stale_shards(out, written)
-    checksums = {name: shard_checksum(os.path.join(out, name)) for name in sorted(written)}
-    return split_counts(members, label, classes), names, checksums
+    written = {split: write_shards(out, split, [example(i) for i in members[split]],
+                                   shards=shards, compression=compression) for split in SPLITS}
+    checksums = {name: checksum for split in SPLITS for name, checksum in written[split].items()}
+    remove_stale_shards(out, checksums)
+    names = {split: list(written[split]) for split in SPLITS}
+    return split_counts(members, label, classes), names, dict(sorted(checksums.items()))
 
 
 def shard_checksum(path: str) -> dict:

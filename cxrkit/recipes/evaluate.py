@@ -119,11 +119,10 @@ def predict_batches(model, inputs, batch_size: int = 16):
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *pieces)
 
 
-def evaluate_stage(stage, parts: dict, test: dict, class_names: list[str]) -> dict:
-    """Predictions and metrics of one stage on the test arrays."""
-    from cxrkit.recipes.tasks import TASKS, stage_model
+def evaluate_stage(stage, model, test: dict, class_names: list[str]) -> dict:
+    """Predictions and metrics of one stage's ``model`` on the test arrays."""
+    from cxrkit.recipes.tasks import TASKS
 
-    model = stage_model(stage, parts)
     outputs = predict_batches(model, TASKS[stage.task].model_inputs(test))
     if not isinstance(outputs, dict):
         outputs = {"logits": outputs}

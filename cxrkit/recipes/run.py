@@ -133,18 +133,18 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     echo("== evaluating on the test split ==")
     test = load_test_split(data)
     stages = recipe.enabled_stages()
-    results = {name: evaluate_stage(stage, run.parts, test, run.class_names)
+    models = {name: stage_model(stage, run.parts) for name, stage in stages.items()}
+    results = {name: evaluate_stage(stage, models[name], test, run.class_names)
                for name, stage in stages.items() if stage.evaluate != "none"}
     reference = recipe.report.classification_reference
     final = stages[reference] if reference in stages else list(stages.values())[-1]
-    final_model = stage_model(final, run.parts)
+    final_model = models[final.name]
     final_model.save(out / "model.keras")
     card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task)
     card.save(card_path(out / "model.keras"))
-    for stage in stages.values():  # a stage whose model is one part: that part gets a card
-        model = stage_model(stage, run.parts)
+    for name, stage in stages.items():  # a stage whose model is one part: that part gets a card
         for part in stage.parts.values():
-            if run.parts[part] is model and part_path(out, part).is_file():
+            if run.parts[part] is models[name] and part_path(out, part).is_file():
                 ModelCard(run.preprocessing, tuple(run.class_names),
                           TASKS[stage.task].card_task).save(card_path(part_path(out, part)))
     if recipe.export.name and final.name == reference:
@@ -154,7 +154,7 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
         echo(f"SavedModel for TensorFlow Serving: {folder}")
     document = REPORTS[recipe.report.layout](
         out, results=results, test=test, final_model=final_model, recipe=recipe,
-        stage_models={name: stage_model(stage, run.parts) for name, stage in stages.items()},
+        stage_models=models,
         class_names=run.class_names, demo_note=note, trace=trace)
     echo(f"report: {out / 'report.md'}; metrics: {out / 'metrics.json'}; "
          f"model: {out / 'model.keras'}")

@@ -44,10 +44,17 @@ def next_version(base: Path) -> int:
 
 
 def _outputs(model, cam, card: ModelCard, inputs) -> dict:
-    raw = model(inputs, training=False)
     images = inputs["image"] if isinstance(inputs, dict) else inputs
-    out = raw if isinstance(raw, dict) else {"logits": raw}
-    result = {}
+    result, out = {}, None
+    if cam is not None:
+        cam_model, reshape = cam
+        index = -tf.ones(tf.shape(images)[:1], tf.int32)
+        result["gradcam"], logits = compiled_cam(cam_model, reshape, "gradcam")(inputs, index)
+        if not isinstance(model.output, dict):  # the Grad-CAM pass's logits are the output
+            out = {"logits": logits}
+    if out is None:
+        raw = model(inputs, training=False)
+        out = raw if isinstance(raw, dict) else {"logits": raw}
     if "logits" in out:
         logits = tf.cast(out["logits"], tf.float32)
         if logits.shape[-1] == 1:
@@ -61,10 +68,6 @@ def _outputs(model, cam, card: ModelCard, inputs) -> dict:
         result["class_names"] = tf.tile(names[None], [tf.shape(images)[0], 1])
     if "saliency" in out:
         result["saliency"] = tf.cast(out["saliency"], tf.float32)
-    if cam is not None:
-        cam_model, reshape = cam
-        index = -tf.ones(tf.shape(images)[:1], tf.int32)
-        result["gradcam"] = compiled_cam(cam_model, reshape, "gradcam")(inputs, index)[0]
     return result
 
 
