@@ -21,11 +21,17 @@ def _as_image(maps: np.ndarray) -> np.ndarray:
 
 
 class SaliencyImages(keras.callbacks.Callback):
-    """Predicted saliency maps of ``images`` (B, H, W, 1), each scaled to its peak."""
+    """Predicted saliency maps of ``images`` (B, H, W, 1), each scaled to its peak.
 
-    def __init__(self, logdir: str, images: np.ndarray, gaze: np.ndarray | None = None):
+    ``inputs``: what the fitted model takes for those images when it is not the images
+    themselves (a model trained on cached frozen outputs: :mod:`cxrkit.recipes.frozen_cache`).
+    """
+
+    def __init__(self, logdir: str, images: np.ndarray, gaze: np.ndarray | None = None,
+                 inputs=None):
         super().__init__()
         self.logdir, self.images, self.gaze = logdir, images, gaze
+        self.inputs = images if inputs is None else inputs
         self.writer = None
 
     def on_train_begin(self, logs=None):
@@ -40,7 +46,7 @@ class SaliencyImages(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         # a plain call, not predict: under a multi-worker strategy only the chief logs, and a
         # distributed predict would wait for the other workers
-        saliency = self.model(self.images, training=False)["saliency"]
+        saliency = self.model(self.inputs, training=False)["saliency"]
         with self.writer.as_default():
             tf.summary.image("images/saliency", _as_image(saliency), step=epoch,
                              max_outputs=len(self.images))

@@ -50,6 +50,7 @@ from cxrkit.models import set_trainable
 from cxrkit.models.freeze import freeze_unused
 from cxrkit.recipes import losses
 from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_callback
+from cxrkit.recipes.frozen_cache import FrozenCache, split_frozen
 from cxrkit.recipes.fused_optimizers import FusedAdam, FusedAdamW, FusedSGD
 from cxrkit.recipes.multi_worker import fix_keras_multi_worker_logs, worker_role
 from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
@@ -58,6 +59,7 @@ from cxrkit.recipes.schema import Recipe, Stage
 from cxrkit.recipes.tasks import TASKS, stage_model
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+CACHE_LIMIT_BYTES = 4 * 2**30  # [training] cache_frozen keeps the outputs in memory
 
 
 def make_strategy(kind: str) -> tf.distribute.Strategy:
@@ -177,7 +179,7 @@ class Run:
         """The stage's optimiser (:func:`make_optimizer`)."""
         return make_optimizer(stage, self.recipe.training)
 
-    def callbacks(self, stage: Stage, monitor: str, model) -> list:
+    def callbacks(self, stage: Stage, monitor: str, model, prefix=None) -> list:
         t = self.recipe.training
         logdir = self.out / "tensorboard" / stage.name
         found = []
@@ -200,9 +202,45 @@ class Run:
         if isinstance(model.output, dict) and "saliency" in model.output:
             split = "validation" if self.count("validation") else "train"
             batch = next(iter(load(self.data, split, batch_size=4)))
-            found.append(SaliencyImages(str(logdir / "images"), batch["image"].numpy(),
-                                        batch["heatmap"].numpy()))
+            images = batch["image"].numpy()
+            found.append(SaliencyImages(str(logdir / "images"), images, batch["heatmap"].numpy(),
+                                        inputs=None if prefix is None else prefix(images)))
         return found
+
+    def frozen_split(self, stage: Stage, model):
+        """``(prefix, suffix)`` of the stage's training model when ``[training] cache_frozen``
+        is on and caching is exact (:mod:`cxrkit.recipes.frozen_cache`), else None."""
+        if not self.recipe.training.cache_frozen or self.role is not None:
+            return None
+        augmentation = stage.augmentation if stage.augmentation != "recipe" else (
+            "mlmi2023" if self.recipe.data.augment else "none")
+        if augmentation != "none" or stage.batches == "balanced":
+            return None  # the frozen parts would see other images at every step
+        if not set(stage.parts.values()) - set(stage.trainable):
+            return None  # no frozen part
+        split = split_frozen(model)
+        if split is None:
+            return None
+        values = sum(math.prod(t.shape[1:]) for t in keras.tree.flatten(split[0].outputs))
+        size = 4 * values * (self.count("train") + self.count("validation"))
+        if size > CACHE_LIMIT_BYTES:
+            self.echo(f"stage {stage.name}: frozen outputs not cached (they would take "
+                      f"{size / 2**30:.1f} GiB)")
+            return None
+        return split
+
+    def cached_splits(self, stage: Stage, prefix):
+        """The train and validation batches of the frozen parts' outputs, computed once."""
+        frozen = sorted(set(stage.parts.values()) - set(stage.trainable))
+        train = FrozenCache(prefix, self.dataset("train", stage, training=False))
+        val = (FrozenCache(prefix, self.dataset("validation", stage, training=False))
+               if self.count("validation") else None)
+        size = train.nbytes + (val.nbytes if val else 0)
+        self.echo(f"stage {stage.name}: outputs of the frozen {', '.join(frozen)} computed "
+                  f"once ({size / 2**20:.1f} MiB); training the rest on them")
+        batch = self.global_batch(stage)
+        return (train.dataset(batch, shuffle=True, seed=self.recipe.seed),
+                val.dataset(batch, shuffle=False) if val else None)
 
     def train_stage(self, stage: Stage) -> dict:
         """Trains one stage (see the module docstring); returns its ``done.json`` record."""
@@ -215,6 +253,9 @@ class Run:
         with self.strategy.scope():
             model = losses.training_view(stage_model(stage, self.parts), stage)
             unused = freeze_unused(model)
+            split = self.frozen_split(stage, model)
+            if split is not None:  # train the rest on the frozen parts' outputs
+                prefix, model = split
             model.compile(self.optimizer(stage), loss=losses.keras_losses(stage),
                           metrics=losses.accuracy_metrics(stage), run_eagerly=stage.run_eagerly,
                           jit_compile=self.recipe.training.jit_compile)
@@ -223,10 +264,13 @@ class Run:
             # compiling a DenseNet201 step).
             model.optimizer.build(model.trainable_variables)
         balanced = stage.batches == "balanced"
-        train = self.dataset("train", stage, training=True, balanced=balanced)
-        steps = math.ceil(self.count("train") / self.global_batch(stage)) if balanced else None
         has_val = self.count("validation") > 0
-        val = self.dataset("validation", stage, training=False) if has_val else None
+        if split is None:
+            train = self.dataset("train", stage, training=True, balanced=balanced)
+            val = self.dataset("validation", stage, training=False) if has_val else None
+        else:
+            train, val = self.cached_splits(stage, prefix)
+        steps = math.ceil(self.count("train") / self.global_batch(stage)) if balanced else None
         monitor = "val_loss" if has_val else "loss"
         started = time.time()
         scope = contextlib.nullcontext()
@@ -240,13 +284,14 @@ class Run:
         with scope:
             history = model.fit(train, validation_data=val, epochs=stage.epochs,
                                 steps_per_epoch=steps,
-                                callbacks=self.callbacks(stage, monitor, model),
+                                callbacks=self.callbacks(stage, monitor, model,
+                                                         None if split is None else prefix),
                                 shuffle=False,  # the reader shuffles; Keras cannot shuffle
                                 verbose=1 if sys.stdout.isatty() else 2)
         for layer in unused:  # frozen for this stage's view only
             layer.trainable = True
         if stage.precise_bn_batches:
-            batches = self.dataset("train", stage, training=True)
+            batches = train if split is not None else self.dataset("train", stage, training=True)
             used = recompute_batchnorm(model, batches.take(stage.precise_bn_batches))
             self.echo(f"stage {stage.name}: BatchNorm statistics recomputed over {used} batches")
         record = {"parts": {}, "epochs_run": len(history.history.get("loss", [])),

@@ -50,6 +50,7 @@ class Training:
     mixed_precision: bool = False
     grappler: bool = True  # TensorFlow's graph optimiser on every traced step
     checkpoint: bool = True  # every epoch, so that --resume continues inside a stage
+    cache_frozen: bool = False  # frozen parts' outputs computed once per stage (frozen_cache)
 
 
 @dataclass(frozen=True)
