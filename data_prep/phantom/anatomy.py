@@ -222,10 +222,10 @@ def render_chest(
         for _ in range(rng.integers(3, 6)):
             by = cy / canvas.rows + rng.normal(0, 0.03)
             bx = cx / canvas.cols + rng.normal(0, 0.025)
-            radius = rng.uniform(0.035, 0.06)
+            radius = rng.uniform(0.05, 0.08)  # a lobar patch, visible at the demo's 64 px
             blob += np.exp(-(((u - bx) ** 2 + ((v - by) * 0.85) ** 2) / (2 * radius**2)))
         blob = np.clip(blob, 0, 1) * lung
-        image += 0.24 * blob
+        image += 0.30 * blob
         finding_mask = (blob > 0.35) & lung
 
     image += 0.24 * canvas.soft(mediastinum | aortic_knob | heart, 0.004)
