@@ -132,6 +132,6 @@ def test_a_stage_trained_on_the_cache_ends_with_the_same_weights(egd_records, tm
         weights[cache] = [w.numpy() for w in run.parts["unet"].weights]
     assert any(line.startswith("stage saliency: outputs of the frozen densenet computed once")
                for line in lines)
-    assert max(np.abs(a - b).max() for a, b in zip(weights[True], initial)) > 1e-3
+    assert max(np.abs(a - b).max() for a, b in zip(weights[True], initial, strict=True)) > 1e-3
     for cached, direct in zip(weights[True], weights[False], strict=True):
         np.testing.assert_allclose(cached, direct, rtol=1e-4, atol=1e-5)
