@@ -51,7 +51,7 @@ def eager_one_image(model, images):
     cam_model = model.cam_model()
     for i in range(len(images)):
         with tf.GradientTape() as tape:
-            acts, logits = cam_model(images[i:i + 1], training=False)
+            acts, logits, *_ = cam_model(images[i:i + 1], training=False)
             score = tf.reduce_max(logits[0])
         grads = tape.gradient(score, acts)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)

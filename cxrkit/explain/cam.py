@@ -64,6 +64,10 @@ def _identity(target):
 def cam_model_for(model: keras.Model, layer: str | None = None):
     """``(image -> (target activations, logits), reshape)`` for ``model``.
 
+    A declared ``cam_model()`` may return a third output, a dict of the model's other outputs
+    from the same forward pass (the mlmi2024 network's ``saliency``), which
+    :func:`compiled_cam` passes on.
+
     ``layer=None`` takes the model's declared target (``model.cam_model()``, with its
     ``cam_reshape`` for token sequences; GazeGNN's last block). A name is looked up in a
     classifier's backbone (CNN families), then in the model; the logits are the model's single
@@ -126,8 +130,9 @@ def _image_size(cam_model: keras.Model) -> tuple[int, int]:
 
 
 def compiled_cam(cam_model: keras.Model, reshape, method: str):
-    """The ``tf.function`` ``(images, class_index) -> (maps, logits)`` for one model and method,
-    compiled once and cached (``class_index`` -1 means the predicted class). Exports call it
+    """The ``tf.function`` ``(images, class_index) -> (maps, logits, others)`` for one model and
+    method, compiled once and cached (``class_index`` -1 means the predicted class; ``others``:
+    the cam model's dict of other outputs of the same pass, else empty). Exports call it
     inside their own graphs."""
     per_model = _COMPILED.setdefault(cam_model, {})
     if method not in per_model:
@@ -143,7 +148,7 @@ def compiled_cam(cam_model: keras.Model, reshape, method: str):
         def run(images, class_index):
             with tf.GradientTape() as tape:
                 tape.watch(tf.nest.flatten(images))
-                acts, logits = model_ref()(images, training=False)
+                acts, logits, *rest = model_ref()(images, training=False)
                 if logits.shape[-1] == 1:  # single-logit binary head
                     predicted = tf.cast(logits[:, 0] > 0.0, tf.int32)
                     chosen = tf.where(class_index < 0, predicted, class_index)
@@ -154,7 +159,7 @@ def compiled_cam(cam_model: keras.Model, reshape, method: str):
                     score = tf.gather(logits, chosen, batch_dims=1)
             grads = reshape(tape.gradient(score, acts))
             maps = _normalise(weights_of(reshape(acts), grads), size)
-            return (maps if frame is None else frame.uncrop(maps)), logits
+            return (maps if frame is None else frame.uncrop(maps)), logits, (rest or [{}])[0]
 
         per_model[method] = run
     return per_model[method]
@@ -189,5 +194,5 @@ def grad_cam(model: keras.Model, images, *, layer: str | None = None,
     else:
         index = np.broadcast_to(np.asarray(class_index, np.int32), (batch,)).copy()
     cam_model, reshape = cam_model_for(model, layer)  # held: the cache refers to it weakly
-    maps, logits = compiled_cam(cam_model, reshape, method)(images, tf.constant(index))
+    maps, logits, _ = compiled_cam(cam_model, reshape, method)(images, tf.constant(index))
     return (maps.numpy(), logits.numpy()) if return_logits else maps.numpy()

@@ -105,7 +105,7 @@ class GazeDiagnosisNet(keras.Model):
         densenet, unet, fusion: the parts (see the module docstring).
 
     Grad-CAM's target is the DenseNet201 final features (``relu``), as for the DenseNet201
-    classifier; :meth:`cam_model` gives ``image -> (features, logits)``.
+    classifier; :meth:`cam_model` gives ``image -> (features, logits, {"saliency"})``.
     """
 
     def __init__(self, densenet: keras.Model, unet: keras.Model, fusion: keras.Model,
@@ -126,13 +126,16 @@ class GazeDiagnosisNet(keras.Model):
         return maps["features"], self.unet(image)
 
     def cam_model(self) -> keras.Model:
-        """A weight-sharing ``image -> (DenseNet201 final features, logits)`` model."""
+        """A weight-sharing ``image -> (DenseNet201 final features, logits, {"saliency"})``
+        model: Grad-CAM's pass also gives the predicted gaze map (one forward for a served
+        request)."""
         if self not in _CAM_MODELS:
             image = _image_input(self.densenet)
             features, out = self._forward(image)
             logits = self.fusion({"features": features,
                                   "decoder_features": out["decoder_features"]})
-            _CAM_MODELS[self] = keras.Model(image, [features, logits])
+            _CAM_MODELS[self] = keras.Model(image, [features, logits,
+                                                    {"saliency": out["saliency"]}])
         return _CAM_MODELS[self]
 
     def get_config(self):

@@ -49,9 +49,11 @@ def _outputs(model, cam, card: ModelCard, inputs) -> dict:
     if cam is not None:
         cam_model, reshape = cam
         index = -tf.ones(tf.shape(images)[:1], tf.int32)
-        result["gradcam"], logits = compiled_cam(cam_model, reshape, "gradcam")(inputs, index)
-        if not isinstance(model.output, dict):  # the Grad-CAM pass's logits are the output
-            out = {"logits": logits}
+        result["gradcam"], logits, others = compiled_cam(cam_model, reshape, "gradcam")(
+            inputs, index)
+        names = set(model.output) if isinstance(model.output, dict) else {"logits"}
+        if names <= {"logits", *others}:  # the Grad-CAM pass gave every output
+            out = {"logits": logits, **others}
     if out is None:
         raw = model(inputs, training=False)
         out = raw if isinstance(raw, dict) else {"logits": raw}
