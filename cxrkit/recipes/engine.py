@@ -221,7 +221,10 @@ class Run:
         split = split_frozen(model)
         if split is None:
             return None
-        values = sum(math.prod(t.shape[1:]) for t in keras.tree.flatten(split[0].outputs))
+        shapes = [t.shape[1:] for t in keras.tree.flatten(split[0].outputs)]
+        if any(None in shape for shape in shapes):
+            return None  # outputs of varying size: no array holds them
+        values = sum(math.prod(shape) for shape in shapes)
         size = 4 * values * (self.count("train") + self.count("validation"))
         if size > CACHE_LIMIT_BYTES:
             self.echo(f"stage {stage.name}: frozen outputs not cached (they would take "
