@@ -10,7 +10,9 @@ The engine knows stages, not studies. For each enabled stage of a typed
    under the chosen ``tf.distribute`` strategy; early stopping (best weights restored) and
    the plateau schedule (:class:`~cxrkit.recipes.callbacks.PlateauSchedule`, which can reload
    the best weights at each drop) watch the validation loss (the training loss when there is
-   no validation split) when ``[training]`` sets their patience;
+   no validation split) when ``[training]`` sets their patience; with ``[training]
+   cache_frozen`` a stage trains on its frozen parts' outputs computed once
+   (:mod:`cxrkit.recipes.frozen_cache`, where that is exact);
 3. saves the parts it trained (``stages/<name>/parts/<part>.keras``, also copied to
    ``parts/<part>.keras``, which always holds a part's latest version) and marks itself done
    (``stages/<name>/done.json`` with the checksums of its own part files).
