@@ -159,7 +159,8 @@ def compiled_cam(cam_model: keras.Model, reshape, method: str):
                     score = tf.gather(logits, chosen, batch_dims=1)
             grads = reshape(tape.gradient(score, acts))
             maps = _normalise(weights_of(reshape(acts), grads), size)
-            return (maps if frame is None else frame.uncrop(maps)), logits, (rest or [{}])[0]
+            maps = maps if frame is None else frame.uncrop(maps)
+            return maps, logits, (rest[0] if rest else {})
 
         per_model[method] = run
     return per_model[method]

@@ -64,6 +64,11 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 CACHE_LIMIT_BYTES = 4 * 2**30  # [training] cache_frozen keeps the outputs in memory
 
 
+def frozen_parts(stage: Stage) -> list[str]:
+    """The stage's parts it does not train, sorted."""
+    return sorted(set(stage.parts.values()) - set(stage.trainable))
+
+
 def make_strategy(kind: str) -> tf.distribute.Strategy:
     """``default`` (one device), ``mirrored`` (all local GPUs, else all logical CPUs) or
     ``multi-worker`` (``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``)."""
@@ -117,6 +122,12 @@ class Run:
     def global_batch(self, stage: Stage) -> int:
         return stage.batch_size * self.strategy.num_replicas_in_sync
 
+    def augmentation(self, stage: Stage) -> str:
+        """The reader's augmentation mode for the stage's training batches."""
+        if stage.augmentation != "recipe":
+            return stage.augmentation
+        return "mlmi2023" if self.recipe.data.augment else "none"
+
     def dataset(self, split: str, stage: Stage, *, training: bool, balanced: bool = False):
         """(image, targets) batches of ``split`` for ``stage``'s losses."""
         task = TASKS[stage.task]
@@ -125,10 +136,8 @@ class Run:
             raise CxrkitError(f"stage {stage.name} ({stage.task}) needs the record feature(s) "
                               f"{', '.join(missing)}, which {self.data} lacks; convert EGD-CXR "
                               "from a gaze table with a 'Time (in secs)' column")
-        augmentation = stage.augmentation if stage.augmentation != "recipe" else (
-            "mlmi2023" if self.recipe.data.augment else "none")
         ds = load(self.data, split, batch_size=self.global_batch(stage), shuffle=training,
-                  augment=augmentation if training else "none", seed=self.recipe.seed,
+                  augment=self.augmentation(stage) if training else "none", seed=self.recipe.seed,
                   balanced=balanced and training)
         ds = ds.map(lambda ex: (task.model_inputs(ex), losses.targets(stage, ex)))
         if self.role is not None:
@@ -214,12 +223,10 @@ class Run:
         is on and caching is exact (:mod:`cxrkit.recipes.frozen_cache`), else None."""
         if not self.recipe.training.cache_frozen or self.role is not None:
             return None
-        augmentation = stage.augmentation if stage.augmentation != "recipe" else (
-            "mlmi2023" if self.recipe.data.augment else "none")
-        if augmentation != "none" or stage.batches == "balanced":
+        if self.augmentation(stage) != "none" or stage.batches == "balanced":
             return None  # the frozen parts would see other images at every step
-        if not set(stage.parts.values()) - set(stage.trainable):
-            return None  # no frozen part
+        if not frozen_parts(stage):
+            return None
         split = split_frozen(model)
         if split is None:
             return None
@@ -236,13 +243,12 @@ class Run:
 
     def cached_splits(self, stage: Stage, prefix):
         """The train and validation batches of the frozen parts' outputs, computed once."""
-        frozen = sorted(set(stage.parts.values()) - set(stage.trainable))
         train = FrozenCache(prefix, self.dataset("train", stage, training=False))
         val = (FrozenCache(prefix, self.dataset("validation", stage, training=False))
                if self.count("validation") else None)
         size = train.nbytes + (val.nbytes if val else 0)
-        self.echo(f"stage {stage.name}: outputs of the frozen {', '.join(frozen)} computed "
-                  f"once ({size / 2**20:.1f} MiB); training the rest on them")
+        self.echo(f"stage {stage.name}: outputs of the frozen {', '.join(frozen_parts(stage))} "
+                  f"computed once ({size / 2**20:.1f} MiB); training the rest on them")
         batch = self.global_batch(stage)
         return (train.dataset(batch, shuffle=True, seed=self.recipe.seed),
                 val.dataset(batch, shuffle=False) if val else None)
