@@ -85,6 +85,7 @@ def _reference_weights(records, tmp_path) -> tuple[list[np.ndarray], list[np.nda
     optimizer = run.optimizer(stage)
     optimizer.build(model.trainable_variables)
     initial = [w.numpy() for w in run.parts["unet_s"].weights]
+    run.seed_stage(stage)  # as the engine does before a stage: the same shuffled batches
     for images, targets in run.dataset("train", stage, training=True):
         with tf.GradientTape() as tape:
             halves = [loss(targets["saliency"][h], model(images[h], training=True)["saliency"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -48,6 +49,25 @@ def test_demo_run_is_quiet(mlmi2024_run):
     for noise in ("Warning", "WARNING", "WARN", "I0000", "E0000", "W0000", "cuInit", "oneDNN",
                   "retracing", "ran out of data", "Gradients do not exist"):
         assert noise not in both, noise
+
+
+def test_baselines_train_aside_and_print_in_order(mlmi2024_run):
+    """The demo's independent stages (UNet, GazeGNN here) train in the side process; the
+    console still shows every stage in the recipe's order, each with its own epochs."""
+    out, stdout, _ = mlmi2024_run
+    headers = [line for line in stdout.splitlines() if line.startswith("== stage ")]
+    assert [h.split()[3] for h in headers] == ["triplet", "classifier", "saliency", "fusion",
+                                              "unet_s", "gazegnn"]
+    epoch = re.compile(r"^\d+/\d+ - .*loss", re.MULTILINE)  # Keras' line for an epoch
+    for section in stdout.split("== stage ")[1:]:  # each stage's section holds its epoch
+        assert epoch.search(section), section[:300]
+    for stage in ("unet_s", "gazegnn"):
+        console = (out / "stages" / stage / "console.txt").read_text()
+        assert epoch.search(console) and console.strip() in stdout
+        assert json.loads((out / "stages" / stage / "side.json").read_text()) == {
+            "status": "done"}
+    assert "Traceback" not in (out / "side" / "stderr.txt").read_text()
+    assert not (out / "stages" / "triplet" / "console.txt").exists()  # trained here
 
 
 def test_run_leaves_models_parts_trace_and_tensorboard(mlmi2024_run):

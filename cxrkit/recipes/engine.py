@@ -25,8 +25,11 @@ is off (the demos: writing every weight each epoch costs more than their epochs)
 ``resume=True`` a done stage whose part files match their checksums is skipped and its parts
 are loaded; the interrupted stage continues from its last epoch checkpoint.
 
-Every part is built fresh (in a fixed order, after seeding) before saved weights are loaded,
-so a resumed run draws the same initial weights as an uninterrupted one.
+Every part is built fresh, from a seed of its own (:func:`cxrkit.recipes.parts.part_seed`),
+before saved weights are loaded, and every stage seeds its training the same way, so a resumed
+run draws the same initial weights as an uninterrupted one, and a stage trained in the side
+process (``[training] side_process``, :mod:`cxrkit.recipes.side_process`: the independent
+stages, in a second process) trains as it would here.
 """
 
 from __future__ import annotations
@@ -48,16 +51,17 @@ import tensorflow as tf
 from cxrkit.data import load, preprocessing_of, read_manifest
 from cxrkit.errors import CxrkitError
 from cxrkit.files import sha256_file, write_text_atomic
-from cxrkit.models import set_trainable
+from cxrkit.models import fuse_batch_norms, set_trainable
 from cxrkit.models.freeze import freeze_unused
 from cxrkit.recipes import losses
 from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_callback
 from cxrkit.recipes.frozen_cache import FrozenCache, split_frozen
 from cxrkit.recipes.fused_optimizers import FusedAdam, FusedAdamW, FusedSGD
 from cxrkit.recipes.multi_worker import fix_keras_multi_worker_logs, worker_role
-from cxrkit.recipes.parts import build_parts, part_path, publish, save_part
+from cxrkit.recipes.parts import build_parts, part_path, part_seed, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 from cxrkit.recipes.schema import Recipe, Stage
+from cxrkit.recipes.side_process import SideProcess, side_stages
 from cxrkit.recipes.tasks import TASKS, stage_model
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -67,6 +71,16 @@ CACHE_LIMIT_BYTES = 4 * 2**30  # [training] cache_frozen keeps the outputs in me
 def frozen_parts(stage: Stage) -> list[str]:
     """The stage's parts it does not train, sorted."""
     return sorted(set(stage.parts.values()) - set(stage.trainable))
+
+
+def configure_process(recipe: Recipe) -> None:
+    """The process-wide settings of ``[training]``: mixed precision, and Grappler on or off
+    (it rewrites each traced graph before its first run, ~7 s for a DenseNet201 training step
+    on 2 CPU cores: worth it over a long run, not over a demo stage)."""
+    if recipe.training.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    tf.config.optimizer.set_experimental_options(
+        {"disable_meta_optimizer": not recipe.training.grappler})
 
 
 def make_strategy(kind: str) -> tf.distribute.Strategy:
@@ -160,31 +174,41 @@ class Run:
         return names
 
     def build_parts(self) -> None:
-        keras.utils.set_random_seed(self.recipe.seed)
         with self.strategy.scope():
             self.parts = build_parts(self.used_parts(), self.recipe.parts, self.input_shape,
-                                     len(self.class_names))
+                                     len(self.class_names), seed=self.recipe.seed)
+        for part in self.parts.values():  # Keras' BatchNorm, its training step in one kernel
+            fuse_batch_norms(part)
 
     # --- stages ---------------------------------------------------------------------------
     def stage_dir(self, name: str) -> Path:
         return self.out / "stages" / name
 
     def completed(self, name: str) -> bool:
-        """True when the stage is done and its saved parts are intact (then loaded)."""
-        done = self.stage_dir(name) / "done.json"
-        if not (self.resume and done.is_file()):
+        """With ``--resume``: True when the stage is done and its saved parts are intact
+        (then loaded)."""
+        if not (self.resume and (self.stage_dir(name) / "done.json").is_file()):
             return False
-        record = json.loads(done.read_text())
+        try:
+            self.load_stage(name)
+        except CxrkitError as err:
+            self.echo(f"{err}; training the stage again")
+            return False
+        self.echo(f"stage {name}: done (artifacts verified), skipped")
+        return True
+
+    def load_stage(self, name: str) -> dict:
+        """Loads a finished stage's saved parts after checking them against its
+        ``done.json``; returns that record. Raises ``CxrkitError`` naming a part file that is
+        missing or changed."""
+        record = json.loads((self.stage_dir(name) / "done.json").read_text())
         for part, digest in record["parts"].items():
             path = self.stage_dir(name) / "parts" / f"{part}.keras"
             if not path.is_file() or sha256_file(path) != digest:
-                self.echo(f"stage {name}: saved part {path} is missing or changed; "
-                          "training the stage again")
-                return False
+                raise CxrkitError(f"stage {name}: saved part {path} is missing or changed")
         for part in record["parts"]:
             self.parts[part].load_weights(self.stage_dir(name) / "parts" / f"{part}.keras")
-        self.echo(f"stage {name}: done (artifacts verified), skipped")
-        return True
+        return record
 
     def optimizer(self, stage: Stage):
         """The stage's optimiser (:func:`make_optimizer`)."""
@@ -253,8 +277,14 @@ class Run:
         return (train.dataset(batch, shuffle=True, seed=self.recipe.seed),
                 val.dataset(batch, shuffle=False) if val else None)
 
+    def seed_stage(self, stage: Stage) -> None:
+        """Seeds the stage's own random stream (the reader's shuffle, which TensorFlow also
+        derives from the global seed; dropout; unseeded ops), whatever ran before it."""
+        keras.utils.set_random_seed(part_seed(self.recipe.seed, f"stage/{stage.name}"))
+
     def train_stage(self, stage: Stage) -> dict:
         """Trains one stage (see the module docstring); returns its ``done.json`` record."""
+        self.seed_stage(stage)
         set_trainable(self.parts, {part: part in stage.trainable
                                    for part in set(stage.parts.values())})
         backup = self.stage_dir(stage.name) / "backup" / "training_metadata.json"
@@ -332,14 +362,25 @@ class Run:
         """Trains every enabled stage; returns {stage: done record or "skipped"}."""
         self.echo(f"strategy: {self.strategy_kind} ({type(self.strategy).__name__}), "
                   f"{self.strategy.num_replicas_in_sync} replica(s)")
-        self.build_parts()
-        results = {}
-        stages = self.recipe.enabled_stages()
-        for index, (name, stage) in enumerate(stages.items(), start=1):
-            self.echo(f"== stage {index}/{len(stages)}: {name} ({stage.task}; trains "
-                      f"{', '.join(stage.trainable) or 'nothing'}) ==")
-            self.stage_dir(name).mkdir(parents=True, exist_ok=True)
-            results[name] = "skipped" if self.completed(name) else self.train_stage(stage)
+        aside = side_stages(self.recipe, self.strategy_kind)
+        side = (SideProcess(self.recipe, self.data, self.out, aside, resume=self.resume)
+                if aside else None)
+        try:
+            self.build_parts()
+            results = {}
+            stages = self.recipe.enabled_stages()
+            for index, (name, stage) in enumerate(stages.items(), start=1):
+                self.echo(f"== stage {index}/{len(stages)}: {name} ({stage.task}; trains "
+                          f"{', '.join(stage.trainable) or 'nothing'}) ==")
+                self.stage_dir(name).mkdir(parents=True, exist_ok=True)
+                if name in aside:
+                    side.wait_for(name, self.echo)
+                    results[name] = self.load_stage(name)
+                else:
+                    results[name] = "skipped" if self.completed(name) else self.train_stage(stage)
+        finally:
+            if side is not None:
+                side.stop()
         return results
 
 

@@ -27,6 +27,7 @@ function ``(context, **options) -> keras.Model``.
 from __future__ import annotations
 
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +165,27 @@ def _gazegnn(ctx: PartContext, *, weights: str = "none", **options):
     return model
 
 
-def build_parts(names: list[str], parts: dict, input_shape, num_classes: int) -> dict:
-    """Fresh models for the parts ``names`` (and the parts they depend on), in order."""
+def part_seed(seed: int, name: str) -> int:
+    """The seed of part ``name``'s initial weights, from the recipe's ``seed`` and the name."""
+    return zlib.crc32(f"{seed}/{name}".encode())
+
+
+def build_parts(names: list[str], parts: dict, input_shape, num_classes: int, *,
+                seed: int | None = None) -> dict:
+    """Fresh models for the parts ``names`` (and the parts they depend on), in order.
+
+    With ``seed``, each part's initial weights are drawn from :func:`part_seed` (and, after
+    each part it takes from another, from a seed of that pair), so a part starts from the same
+    weights whichever other parts a run builds and in whichever order: a run of some stages
+    (``--models``, a side process) trains the same models as the whole recipe.
+    """
     built: dict = {}
+
+    def reseed(key: str) -> None:
+        if seed is not None:
+            import keras
+
+            keras.utils.set_random_seed(part_seed(seed, key))
 
     def part(name: str):
         if name not in parts:
@@ -174,7 +193,14 @@ def build_parts(names: list[str], parts: dict, input_shape, num_classes: int) ->
                               f"lacks; it has {', '.join(parts)}")
         if name not in built:
             spec = parts[name]
-            context = PartContext(name, tuple(input_shape), num_classes, part)
+
+            def dependency(other: str):
+                found = part(other)
+                reseed(f"{name}/after/{other}")
+                return found
+
+            context = PartContext(name, tuple(input_shape), num_classes, dependency)
+            reseed(name)
             built[name] = BUILDERS[spec.builder].build(context, **dict(spec.options))
         return built[name]
 

@@ -95,9 +95,6 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     that is not the chief trains its share and returns ``{}``: give it a scratch ``out``
     (the command line does), since everything that stays is the chief's.
     """
-    import keras
-    import tensorflow as tf
-
     from cxrkit.card import ModelCard, card_path
     from cxrkit.recipes import engine
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
@@ -111,12 +108,7 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     if note_restart:
         echo(note_restart)
     out.mkdir(parents=True, exist_ok=True)
-    if recipe.training.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    # Grappler rewrites each traced graph before its first run (~7 s for a DenseNet201
-    # training step on 2 CPU cores): worth it over a long run, not over a demo stage.
-    tf.config.optimizer.set_experimental_options(
-        {"disable_meta_optimizer": not recipe.training.grappler})
+    engine.configure_process(recipe)
     trace = _write_trace(out, recipe, data, strategy, resume)
     run = engine.Run(recipe, data, out, strategy=strategy, resume=resume, echo=echo)
     role = run.role

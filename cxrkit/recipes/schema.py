@@ -51,6 +51,7 @@ class Training:
     grappler: bool = True  # TensorFlow's graph optimiser on every traced step
     checkpoint: bool = True  # every epoch, so that --resume continues inside a stage
     cache_frozen: bool = False  # frozen parts' outputs computed once per stage (frozen_cache)
+    side_process: bool = False  # independent stages trained in a second process
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,154 @@
+"""Independent stages trained in a second process while the main process trains the others.
+
+``[training] side_process = true`` (the mlmi2024 demo) moves every *independent* stage — one
+whose parts no other enabled stage uses, such as mlmi2024's baselines UNet, MT-UNet and
+GazeGNN, which share nothing with the DenseNet201 chain — to one child process
+(``python -m cxrkit.recipes.side_process``), started before the first stage. When every stage
+is independent (the mlmi2023 backbones), the side process takes every other one. On a CPU most of a
+demo stage is tracing and first running its graphs, single-threaded Python work, so two
+processes do it side by side on two cores.
+
+The main process still prints the stages in the recipe's order. When it comes to a side stage
+it waits until the child has finished it, prints what the child printed for it (kept in
+``stages/<name>/console.txt``) and loads the stage's saved parts, verified against their
+``done.json`` digests, exactly as ``--resume`` loads a finished stage. If the child fails, the
+main process stops with the child's error and the path of its output.
+
+Results do not depend on where a stage ran: each part's initial weights come from a seed of its
+own (:func:`cxrkit.recipes.parts.build_parts`) and each stage's training from its own
+(:meth:`cxrkit.recipes.engine.Run.train_stage`). It is off for multi-worker and mirrored
+runs (their processes and devices are already spoken for) and when only one stage is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from cxrkit.errors import CxrkitError
+from cxrkit.recipes.schema import Recipe
+
+CONSOLE = "console.txt"  # a side stage's printed output, under stages/<name>/
+STATUS = "side.json"     # written by the child when a side stage ended: done, or its error
+
+
+def independent_stages(recipe: Recipe) -> list[str]:
+    """The enabled stages whose parts no other enabled stage uses, in the recipe's order."""
+    stages = recipe.enabled_stages()
+    found = []
+    for name, stage in stages.items():
+        others = {p for n, s in stages.items() if n != name for p in s.parts.values()}
+        if not others & set(stage.parts.values()):
+            found.append(name)
+    return found
+
+
+def side_stages(recipe: Recipe, strategy: str) -> list[str]:
+    """The stages a run of ``recipe`` trains in the side process (none when it is off)."""
+    if not recipe.training.side_process or strategy != "default":
+        return []
+    names = independent_stages(recipe)
+    if len(names) == len(recipe.enabled_stages()):
+        names = names[1::2]  # all independent: the main process keeps every other one
+    return names
+
+
+class SideProcess:
+    """The child process that trains ``names`` into ``out``; see the module docstring."""
+
+    def __init__(self, recipe: Recipe, data: Path, out: Path, names: list[str], *,
+                 resume: bool):
+        self.out, self.names = out, names
+        folder = out / "side"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:  # a status left by an earlier run says nothing of this one
+            (out / "stages" / name / STATUS).unlink(missing_ok=True)
+        (folder / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+        self.log = folder / "stderr.txt"
+        command = [sys.executable, "-m", "cxrkit.recipes.side_process", str(os.getpid()),
+                   str(folder / "recipe.json"), str(data), str(out), ",".join(names)]
+        if resume:
+            command.append("--resume")
+        with open(self.log, "w") as stderr:
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                            stdout=stderr, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def wait_for(self, name: str, echo) -> None:
+        """Blocks until the child ended stage ``name``, echoes its output, raises its error."""
+        status = self.out / "stages" / name / STATUS
+        while not status.is_file():
+            if self.process.poll() is not None and not status.is_file():
+                raise CxrkitError(f"the side process training {', '.join(self.names)} ended "
+                                  f"(exit {self.process.returncode}) before stage {name}; "
+                                  f"its output: {self.log}")
+            time.sleep(0.2)
+        console = self.out / "stages" / name / CONSOLE
+        if console.is_file():
+            for line in console.read_text().splitlines():
+                echo(line)
+        record = json.loads(status.read_text())
+        if record["status"] != "done":
+            raise CxrkitError(f"stage {name} failed in the side process: {record['error']} "
+                              f"(its output: {console})")
+
+    def stop(self) -> None:
+        """Ends the child (at once if it is still running: the main run has stopped)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _exit_with(parent: int) -> None:
+    """Ends this process once the main process is gone: killed, it cannot stop its child."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: bool) -> None:
+    from cxrkit.cli.quiet import quiet_tensorflow
+
+    quiet_tensorflow(False)  # as the command line does; CXRKIT_VERBOSE=1 passes through
+    from cxrkit.recipes import engine
+    from cxrkit.recipes.config import select_stages
+    from cxrkit.recipes.schema import parse
+
+    recipe = parse(select_stages(json.loads(recipe_json.read_text()), names))
+    engine.configure_process(recipe)
+    run = engine.Run(recipe, data, out, resume=resume)
+    run.build_parts()
+    for name in names:
+        folder = run.stage_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / CONSOLE, "w") as console, contextlib.redirect_stdout(console):
+            try:
+                if not run.completed(name):
+                    run.train_stage(recipe.stages[name])
+                status = {"status": "done"}
+            except Exception as err:  # reported by the main process, which stops
+                traceback.print_exc(file=console)
+                status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        (folder / STATUS).write_text(json.dumps(status) + "\n")
+        if status["status"] != "done":
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    _exit_with(int(args[0]))
+    _train(Path(args[1]), Path(args[2]), Path(args[3]), args[4].split(","),
+           "--resume" in args[5:])

@@ -1,0 +1,66 @@
+"""Independent stages in a side process: which stages go there, seeds that make the result the
+same wherever a part is built, and a failing side process that stops the run with its output.
+The whole path (a demo run whose baselines train aside) is exercised by ``mlmi2024_run``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrkit.errors import CxrkitError
+from cxrkit.recipes.config import resolve
+from cxrkit.recipes.parts import build_parts
+from cxrkit.recipes.side_process import SideProcess, independent_stages, side_stages
+
+
+def test_the_demo_trains_its_baselines_aside():
+    demo = resolve("mlmi2024", demo=True)
+    assert independent_stages(demo) == ["unet_s", "mt_unet", "gazegnn"]
+    assert side_stages(demo, "default") == ["unet_s", "mt_unet", "gazegnn"]
+    assert side_stages(demo, "mirrored") == [] and side_stages(demo, "multi-worker") == []
+    assert side_stages(resolve("mlmi2024", ["training.side_process=false"], demo=True),
+                       "default") == []
+    assert side_stages(resolve("mlmi2024"), "default") == []  # off outside the demo
+    # the chain shares parts stage to stage: none of it is independent
+    chain = resolve("mlmi2024", demo=True, stages=["triplet", "classifier", "saliency",
+                                                    "fusion"])
+    assert independent_stages(chain) == []
+    # all independent: the side process takes every other one
+    assert side_stages(resolve("mlmi2024", demo=True, stages=["unet_s", "res_se_unet"]),
+                       "default") == ["res_se_unet"]
+    backbones = resolve("mlmi2023", ["training.side_process=true"], demo=True)
+    assert side_stages(backbones, "default") == ["resnet34"]
+
+
+def _weights(model) -> list[np.ndarray]:
+    return [v.numpy() for v in model.weights]
+
+
+def test_a_part_starts_from_the_same_weights_whatever_else_is_built():
+    parts = resolve("mlmi2024", ["parts.densenet.blocks=[1, 1, 1, 1]"], demo=True).parts
+    shape = (32, 32, 1)
+    alone = build_parts(["unet_s"], parts, shape, 3, seed=0)
+    after = build_parts(["mt_unet", "unet_s"], parts, shape, 3, seed=0)
+    for a, b in zip(_weights(alone["unet_s"]), _weights(after["unet_s"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a part that takes another (the dual-encoder UNet takes the DenseNet201 encoder) draws
+    # the same whether that one was built before it or while it was built
+    inside = build_parts(["unet"], parts, shape, 3, seed=0)
+    before = build_parts(["densenet", "unet"], parts, shape, 3, seed=0)
+    for name in ("densenet", "unet"):
+        for a, b in zip(_weights(inside[name]), _weights(before[name]), strict=True):
+            np.testing.assert_array_equal(a, b)
+    other = build_parts(["unet_s"], parts, shape, 3, seed=1)
+    assert not np.array_equal(_weights(other["unet_s"])[0], _weights(alone["unet_s"])[0])
+
+
+def test_a_failing_side_process_stops_the_run_with_its_output(tmp_path):
+    recipe = resolve("mlmi2024", demo=True)
+    side = SideProcess(recipe, tmp_path / "no-records", tmp_path / "run", ["unet_s"],
+                       resume=False)
+    try:
+        with pytest.raises(CxrkitError, match="side process .* ended .* before stage unet_s"):
+            side.wait_for("unet_s", print)
+    finally:
+        side.stop()
+    assert "manifest.json" in side.log.read_text()  # the child's own error, kept for the user
