@@ -55,6 +55,7 @@ def test_baselines_train_aside_and_print_in_order(mlmi2024_run):
     """The demo's independent stages (UNet, GazeGNN here) train in the side process; the
     console still shows every stage in the recipe's order, each with its own epochs."""
     out, stdout, _ = mlmi2024_run
+    assert "stages unet_s, gazegnn: trained in a second process alongside this one" in stdout
     headers = [line for line in stdout.splitlines() if line.startswith("== stage ")]
     assert [h.split()[3] for h in headers] == ["triplet", "classifier", "saliency", "fusion",
                                               "unet_s", "gazegnn"]

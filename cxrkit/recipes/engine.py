@@ -363,8 +363,12 @@ class Run:
         self.echo(f"strategy: {self.strategy_kind} ({type(self.strategy).__name__}), "
                   f"{self.strategy.num_replicas_in_sync} replica(s)")
         aside = side_stages(self.recipe, self.strategy_kind)
-        side = (SideProcess(self.recipe, self.data, self.out, aside, resume=self.resume)
-                if aside else None)
+        side = None
+        if aside:
+            side = SideProcess(self.recipe, self.data, self.out, aside, resume=self.resume)
+            self.echo(f"stages {', '.join(aside)}: trained in a second process alongside this "
+                      "one ([training] side_process); their output follows in the recipe's "
+                      "order")
         try:
             self.build_parts()
             results = {}
