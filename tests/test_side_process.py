@@ -64,3 +64,22 @@ def test_a_failing_side_process_stops_the_run_with_its_output(tmp_path):
     finally:
         side.stop()
     assert "manifest.json" in side.log.read_text()  # the child's own error, kept for the user
+
+
+def test_a_failed_side_stage_stops_the_run_with_its_error(tmp_path):
+    """What the child records for a stage that raised (its status file) ends the run with
+    that error, after the stage's own output."""
+    side = SideProcess(resolve("mlmi2024", demo=True), tmp_path / "no-records",
+                       tmp_path / "run", ["unet_s"], resume=False)
+    folder = tmp_path / "run" / "stages" / "unet_s"
+    folder.mkdir(parents=True)
+    (folder / "console.txt").write_text("Epoch 1/12\n")
+    (folder / "side.json").write_text('{"status": "failed", "error": "ValueError: bad"}\n')
+    printed = []
+    try:
+        with pytest.raises(CxrkitError, match="stage unet_s failed in the side process: "
+                                              "ValueError: bad"):
+            side.wait_for("unet_s", printed.append)
+    finally:
+        side.stop()
+    assert printed == ["Epoch 1/12"]

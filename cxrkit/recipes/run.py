@@ -37,7 +37,7 @@ def has_progress(out: Path) -> bool:
     return any(stages.glob("*/done.json")) or any(stages.glob("*/backup/*"))
 
 
-LEFTOVERS = ("run.json", "stages", "parts", "tensorboard")
+LEFTOVERS = ("run.json", "stages", "parts", "tensorboard", "side")
 
 
 def check_out(out: Path, recipe: Recipe, resume: bool) -> str | None:

@@ -4,20 +4,23 @@
 whose parts no other enabled stage uses, such as mlmi2024's baselines UNet, MT-UNet and
 GazeGNN, which share nothing with the DenseNet201 chain — to one child process
 (``python -m cxrkit.recipes.side_process``), started before the first stage. When every stage
-is independent (the mlmi2023 backbones), the side process takes every other one. On a CPU most of a
-demo stage is tracing and first running its graphs, single-threaded Python work, so two
+is independent (the mlmi2023 backbones), the side process takes every other one. On a CPU most
+of a demo stage is tracing and first running its graphs, single-threaded Python work, so two
 processes do it side by side on two cores.
 
 The main process still prints the stages in the recipe's order. When it comes to a side stage
 it waits until the child has finished it, prints what the child printed for it (kept in
 ``stages/<name>/console.txt``) and loads the stage's saved parts, verified against their
-``done.json`` digests, exactly as ``--resume`` loads a finished stage. If the child fails, the
-main process stops with the child's error and the path of its output.
+``done.json`` digests, exactly as ``--resume`` loads a finished stage. If a side stage fails,
+the main process stops with its error, naming the child's output (``side/stderr.txt`` holds
+the child's standard error and tracebacks). The child ends when the main process ends, killed
+or not.
 
 Results do not depend on where a stage ran: each part's initial weights come from a seed of its
 own (:func:`cxrkit.recipes.parts.build_parts`) and each stage's training from its own
-(:meth:`cxrkit.recipes.engine.Run.train_stage`). It is off for multi-worker and mirrored
-runs (their processes and devices are already spoken for) and when only one stage is left.
+(:meth:`cxrkit.recipes.engine.Run.seed_stage`). It is off for multi-worker and mirrored runs
+(their processes and devices are already spoken for), and there is no side process when no
+stage can go aside.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class SideProcess:
         record = json.loads(status.read_text())
         if record["status"] != "done":
             raise CxrkitError(f"stage {name} failed in the side process: {record['error']} "
-                              f"(its output: {console})")
+                              f"(its output: {console}; the traceback: {self.log})")
 
     def stop(self) -> None:
         """Ends the child (at once if it is still running: the main run has stopped)."""
@@ -140,7 +143,7 @@ def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: b
                     run.train_stage(recipe.stages[name])
                 status = {"status": "done"}
             except Exception as err:  # reported by the main process, which stops
-                traceback.print_exc(file=console)
+                traceback.print_exc()  # to the child's standard error: side/stderr.txt
                 status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         (folder / STATUS).write_text(json.dumps(status) + "\n")
         if status["status"] != "done":
