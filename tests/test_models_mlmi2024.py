@@ -197,6 +197,53 @@ def test_freeze_unused_finds_layers_behind_outputs_a_view_drops():
     assert len(part.trainable_variables) == 8
 
 
+@keras.saving.register_keras_serializable(package="cxrkit_test")
+class _TwoDense(keras.layers.Layer):
+    """A subclassed layer whose sublayers no functional graph shows."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first, self.second = keras.layers.Dense(4), keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.second(self.first(x))
+
+
+@pytest.mark.parametrize("kind", ["vit", "subclassed"])
+def test_freeze_unused_keeps_every_sublayer_a_reached_layer_calls(kind):
+    """keras-hub's ViT encoder and GazeGNN's blocks call their sublayers in Python: a reached
+    layer's sublayers are all used. The reference is TensorFlow's own: exactly the variables
+    that get no gradient are frozen (here none, and the dropped head's Dense)."""
+    import keras_hub
+    import tensorflow as tf
+
+    from cxrkit.models.freeze import freeze_unused
+
+    if kind == "vit":
+        inputs = keras.Input((32, 32, 3))
+        features = keras_hub.models.ViTBackbone(
+            image_shape=(32, 32, 3), patch_size=16, num_layers=2, num_heads=2, hidden_dim=8,
+            mlp_dim=8)(inputs)[:, 0]
+    else:
+        inputs = keras.Input((6,))
+        features = _TwoDense(name="block")(inputs)
+    kept = keras.layers.Dense(2, name="kept")(features)
+    dropped = keras.layers.Dense(3, name="dropped")(features)
+    part = keras.Model(inputs, [kept, dropped], name="part")
+    outer = keras.Input(inputs.shape[1:])
+    view = keras.Model(outer, {"kept": part(outer)[0]})
+    with tf.GradientTape() as tape:
+        out = view(np.ones((2, *inputs.shape[1:]), np.float32))["kept"]
+    gradients = tape.gradient(out, view.trainable_variables)
+    no_gradient = {v.path for v, g in zip(view.trainable_variables, gradients, strict=True)
+                   if g is None}
+    before = {v.path for v in view.trainable_variables}
+    unused = freeze_unused(view)
+    assert [layer.name for layer in unused] == ["dropped"]
+    assert before - {v.path for v in view.trainable_variables} == no_gradient
+    assert len(no_gradient) == 2 and len(view.trainable_variables) > 4
+
+
 def _counts(model) -> tuple[int, int]:
     return (sum(int(np.prod(w.shape)) for w in model.trainable_weights),
             sum(int(np.prod(w.shape)) for w in model.non_trainable_weights))

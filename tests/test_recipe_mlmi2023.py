@@ -12,7 +12,8 @@ from conftest import cxrkit_command, quiet_env, sets
 
 # 60 phantom images at 64 px, two epochs, run eagerly (cheaper than tracing for a few steps)
 TINY = ["demo.images=60", "demo.size=128", "demo.target=64", "stages.resnet18.epochs=2",
-        "stages.vit_small.epochs=1", "data.batch_size=12", "training.run_eagerly=true"]
+        "stages.vit_small.epochs=1", "stages.vit_small.batch_size=12", "data.batch_size=12",
+        "training.run_eagerly=true"]
 
 
 def _run(out, models, *extra):

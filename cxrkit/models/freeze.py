@@ -38,6 +38,11 @@ def unfreeze(parts, names: Iterable[str]) -> None:
     set_trainable(parts, dict.fromkeys(names, True))
 
 
+def _functional(layer) -> bool:
+    """Whether ``layer`` is a functional model (a graph of layers that can be walked)."""
+    return isinstance(layer, keras.Model) and getattr(layer, "outputs", None) is not None
+
+
 def _reached(outputs, found: set[int]) -> None:
     """Adds to ``found`` (by ``id``) every operation the symbolic ``outputs`` depend on,
     looking inside nested functional models through the output each call uses."""
@@ -45,8 +50,7 @@ def _reached(outputs, found: set[int]) -> None:
     while stack:
         tensor = stack.pop()
         operation, node_index, tensor_index = tensor._keras_history
-        if isinstance(operation, keras.Model) and hasattr(operation, "_inbound_nodes") and \
-                getattr(operation, "outputs", None) is not None:
+        if _functional(operation) and hasattr(operation, "_inbound_nodes"):
             _reached([keras.tree.flatten(operation.output)[tensor_index]], found)
         if id(operation) in found and not isinstance(operation, keras.Model):
             continue
@@ -66,6 +70,12 @@ def freeze_unused(model: keras.Model) -> list[keras.layers.Layer]:
     """
     found: set[int] = set()
     _reached(model.output, found)
+    # A reached layer that is not a functional model (keras-hub's ViT encoder, a GazeGNN
+    # block) calls its sublayers in Python, where no graph shows which it uses: all of them.
+    opaque = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if id(layer) in found and not _functional(layer)]
+    for layer in opaque:
+        found.update(map(id, layer._flatten_layers(include_self=False, recursive=True)))
     unused = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
               if layer.trainable_weights and id(layer) not in found
               and not isinstance(layer, keras.Model)]
