@@ -102,6 +102,7 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
     """Table 4.1 and 4.2 numbers and the paired t-test, recomputed here from the saved models
     with numpy and scipy."""
     import keras
+    import tensorflow as tf
 
     import cxrkit.models  # noqa: F401  (registers the layers for loading)
     from cxrkit.recipes.evaluate import load_test_split
@@ -128,6 +129,11 @@ def test_report_tables_come_from_the_trained_models(mlmi2024_run):
         0.5 * (positive[:, None] == negative[None]).mean()
     assert fusion["auc"] == pytest.approx(micro, abs=1e-6) and fusion["auc_average"] == "micro"
     assert fusion["auc_macro"] == pytest.approx(np.mean(list(fusion["auc_per_class"].values())))
+    # the side process exported the same model, from the part files, while this one reported
+    served = tf.saved_model.load(str(out / "saved_models" / "mlmi2024" / "1"))
+    answer = served.signatures["serving_default"](image=tf.constant(test["image"]))
+    np.testing.assert_allclose(answer["probabilities"].numpy(), probs, atol=1e-5)
+    np.testing.assert_allclose(answer["saliency"].numpy(), outputs["saliency"], atol=1e-5)
     gazegnn = keras.saving.load_model(out / "parts" / "gazegnn.keras")  # fed image + dwell map
     gaze_logits = gazegnn.predict({"image": test["image"], "gaze": test["gaze_dwell"]},
                                   verbose=0)

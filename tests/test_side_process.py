@@ -10,7 +10,8 @@ import pytest
 from cxrkit.errors import CxrkitError
 from cxrkit.recipes.config import resolve
 from cxrkit.recipes.parts import build_parts
-from cxrkit.recipes.side_process import SideProcess, independent_stages, side_stages
+from cxrkit.recipes.side_process import (SideProcess, exported_stage, independent_stages,
+                                         side_stages)
 
 
 def test_the_demo_trains_its_baselines_aside():
@@ -83,3 +84,27 @@ def test_a_failed_side_stage_stops_the_run_with_its_error(tmp_path):
     finally:
         side.stop()
     assert printed == ["Epoch 1/12"]
+
+
+def test_a_failed_export_in_the_side_process_stops_the_run_with_its_error(tmp_path):
+    """The demo exports its final model in the side process; a failed export ends the run with
+    the child's error and names its traceback, and a done one gives the version folder."""
+    recipe = resolve("mlmi2024", demo=True)
+    side = SideProcess(recipe, tmp_path / "no-records", tmp_path / "run", ["unet_s"],
+                       resume=False)
+    assert side.exports == "fusion" and "--export=fusion" in side.process.args
+    side.process.wait(timeout=120)  # no records: it ends before exporting
+    try:
+        with pytest.raises(CxrkitError, match="side process ended .* before exporting"):
+            side.wait_export()
+        (side.folder / "export.json").write_text(
+            '{"status": "failed", "error": "OSError: disk full"}\n')
+        with pytest.raises(CxrkitError, match="export failed in the side process: OSError: "
+                                              "disk full .*stderr.txt"):
+            side.wait_export()
+        (side.folder / "export.json").write_text('{"status": "done", "folder": "/m/1"}\n')
+        assert str(side.wait_export()) == "/m/1"
+    finally:
+        side.stop()
+    assert exported_stage(resolve("mlmi2024", demo=True, stages=["unet_s"])) is None
+

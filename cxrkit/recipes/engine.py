@@ -118,6 +118,7 @@ class Run:
                  resume: bool = False, echo=print):
         self.recipe, self.data, self.out = recipe, data, out
         self.resume, self.echo = resume, echo
+        self.side = None  # after run(): the side process exporting the final model, if any
         self.manifest = read_manifest(data)
         self.preprocessing = preprocessing_of(self.manifest)
         if self.preprocessing.name != recipe.data.dataset:
@@ -382,8 +383,11 @@ class Run:
                     results[name] = self.load_stage(name)
                 else:
                     results[name] = "skipped" if self.completed(name) else self.train_stage(stage)
+            if side is not None and side.exports:
+                side.parts_final()  # it exports while this process evaluates and reports
+                self.side = side
         finally:
-            if side is not None:
+            if side is not None and self.side is not side:
                 side.stop()
         return results
 

@@ -95,12 +95,7 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     that is not the chief trains its share and returns ``{}``: give it a scratch ``out``
     (the command line does), since everything that stays is the chief's.
     """
-    from cxrkit.card import ModelCard, card_path
     from cxrkit.recipes import engine
-    from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
-    from cxrkit.recipes.parts import part_path
-    from cxrkit.recipes.reports import REPORTS
-    from cxrkit.recipes.tasks import TASKS, stage_model
 
     data, out = Path(data), Path(out)
     note = demo_note(recipe) if demo else None
@@ -115,6 +110,25 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
     if role is None or role.chief:
         echo(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     run.run()
+    try:
+        return _evaluate_export_report(run, recipe, data, out, note, trace, echo)
+    finally:
+        if run.side is not None:
+            run.side.stop()
+
+
+def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, trace: dict,
+                            echo) -> dict:
+    """What follows the stages: test-split evaluation, model files and cards, the SavedModel
+    (made here, or by the side process while this one evaluates and reports), the report."""
+    from cxrkit.card import ModelCard, card_path
+    from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
+    from cxrkit.recipes.parts import part_path
+    from cxrkit.recipes.reports import REPORTS
+    from cxrkit.recipes.side_process import exported_stage
+    from cxrkit.recipes.tasks import TASKS, stage_model
+
+    role = run.role
     if role is not None:
         if not role.chief:
             echo(f"worker {role.index}: training done; the chief evaluates, reports and "
@@ -139,7 +153,8 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
             if run.parts[part] is models[name] and part_path(out, part).is_file():
                 ModelCard(run.preprocessing, tuple(run.class_names),
                           TASKS[stage.task].card_task).save(card_path(part_path(out, part)))
-    if recipe.export.name and final.name == reference:
+    exported = exported_stage(recipe) is not None  # the final model, when [export] names it
+    if exported and run.side is None:
         from cxrkit.serving.export import export_loaded
 
         folder = export_loaded(final_model, card, recipe.export.name, to=out / "saved_models")
@@ -148,6 +163,9 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
         out, results=results, test=test, final_model=final_model, recipe=recipe,
         stage_models=models,
         class_names=run.class_names, demo_note=note, trace=trace)
+    if exported and run.side is not None:
+        echo(f"SavedModel for TensorFlow Serving: {run.side.wait_export()} (exported by the "
+             "side process)")
     echo(f"report: {out / 'report.md'}; metrics: {out / 'metrics.json'}; "
          f"model: {out / 'model.keras'}")
     if note:

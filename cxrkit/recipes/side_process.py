@@ -40,6 +40,8 @@ from cxrkit.recipes.schema import Recipe
 
 CONSOLE = "console.txt"  # a side stage's printed output, under stages/<name>/
 STATUS = "side.json"     # written by the child when a side stage ended: done, or its error
+PARTS_FINAL = "parts_final"  # under side/: the main process trained its last stage
+EXPORTED = "export.json"     # under side/: the child's export, done (its folder) or its error
 
 
 def independent_stages(recipe: Recipe) -> list[str]:
@@ -51,6 +53,14 @@ def independent_stages(recipe: Recipe) -> list[str]:
         if not others & set(stage.parts.values()):
             found.append(name)
     return found
+
+
+def exported_stage(recipe: Recipe) -> str | None:
+    """The stage whose model a run exports for TensorFlow Serving: ``[report]
+    classification_reference`` when ``[export]`` names the model and that stage is enabled."""
+    if recipe.export.name and recipe.report.classification_reference in recipe.enabled_stages():
+        return recipe.report.classification_reference
+    return None
 
 
 def side_stages(recipe: Recipe, strategy: str) -> list[str]:
@@ -69,16 +79,21 @@ class SideProcess:
     def __init__(self, recipe: Recipe, data: Path, out: Path, names: list[str], *,
                  resume: bool):
         self.out, self.names = out, names
-        folder = out / "side"
+        self.exports = exported_stage(recipe)  # exported here, once the main process is done
+        self.folder = folder = out / "side"
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:  # a status left by an earlier run says nothing of this one
             (out / "stages" / name / STATUS).unlink(missing_ok=True)
+        for stale in (PARTS_FINAL, EXPORTED):
+            (folder / stale).unlink(missing_ok=True)
         (folder / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
         self.log = folder / "stderr.txt"
         command = [sys.executable, "-m", "cxrkit.recipes.side_process", str(os.getpid()),
                    str(folder / "recipe.json"), str(data), str(out), ",".join(names)]
         if resume:
             command.append("--resume")
+        if self.exports:
+            command.append(f"--export={self.exports}")
         with open(self.log, "w") as stderr:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                             stdout=stderr, stderr=subprocess.STDOUT,
@@ -101,6 +116,26 @@ class SideProcess:
         if record["status"] != "done":
             raise CxrkitError(f"stage {name} failed in the side process: {record['error']} "
                               f"(its output: {console}; the traceback: {self.log})")
+
+    def parts_final(self) -> None:
+        """Tells the child that the main process has trained its last stage: every part file
+        under ``parts/`` holds its final weights, and the export may begin."""
+        (self.folder / PARTS_FINAL).write_text("")
+
+    def wait_export(self) -> Path:
+        """Blocks until the child exported the final model; returns the version folder,
+        raises ``CxrkitError`` with the child's error."""
+        status = self.folder / EXPORTED
+        while not status.is_file():
+            if self.process.poll() is not None and not status.is_file():
+                raise CxrkitError(f"the side process ended (exit {self.process.returncode}) "
+                                  f"before exporting the model; its output: {self.log}")
+            time.sleep(0.2)
+        record = json.loads(status.read_text())
+        if record["status"] != "done":
+            raise CxrkitError(f"the SavedModel export failed in the side process: "
+                              f"{record['error']} (the traceback: {self.log})")
+        return Path(record["folder"])
 
     def stop(self) -> None:
         """Ends the child (at once if it is still running: the main run has stopped)."""
@@ -150,8 +185,51 @@ def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: b
             raise SystemExit(1)
 
 
+def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
+    """Exports stage ``name``'s model with the final part files once the main process says
+    they are (``side/parts_final``), as the main process would have: the same parts, card
+    and SavedModel layout (:func:`cxrkit.serving.export.export_loaded`), its signatures
+    traced before the weights are final."""
+    from cxrkit.card import ModelCard
+    from cxrkit.recipes import engine
+    from cxrkit.recipes.config import select_stages
+    from cxrkit.recipes.parts import part_path
+    from cxrkit.recipes.schema import parse
+    from cxrkit.recipes.tasks import TASKS, stage_model
+    from cxrkit.serving.export import build_servable, export_loaded, signatures
+
+    folder = out / "side"
+    try:
+        recipe = parse(select_stages(json.loads(recipe_json.read_text()), [name]))
+        run = engine.Run(recipe, data, out)
+        # Meanwhile the main process trains its last stages: build and trace the servable now
+        # (most of an export's time); it reads the variables that the final weights fill.
+        run.build_parts()
+        stage = recipe.stages[name]
+        model = stage_model(stage, run.parts)
+        card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
+        servable = build_servable(model, card)
+        for endpoint in signatures(servable).values():
+            endpoint.get_concrete_function()
+        while not (folder / PARTS_FINAL).is_file():
+            time.sleep(0.2)
+        for part, part_model in run.parts.items():
+            if part_path(out, part).is_file():  # else never trained: the seeded initial weights
+                part_model.load_weights(part_path(out, part))
+        target = export_loaded(model, card, recipe.export.name, to=out / "saved_models",
+                               servable=servable)
+        status = {"status": "done", "folder": str(target)}
+    except Exception as err:  # reported by the main process, which stops
+        traceback.print_exc()
+        status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    (folder / EXPORTED).write_text(json.dumps(status) + "\n")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     _exit_with(int(args[0]))
     _train(Path(args[1]), Path(args[2]), Path(args[3]), args[4].split(","),
            "--resume" in args[5:])
+    for flag in args[5:]:
+        if flag.startswith("--export="):
+            _export(Path(args[1]), Path(args[2]), Path(args[3]), flag.split("=", 1)[1])
