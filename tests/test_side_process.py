@@ -10,8 +10,7 @@ import pytest
 from cxrkit.errors import CxrkitError
 from cxrkit.recipes.config import resolve
 from cxrkit.recipes.parts import build_parts
-from cxrkit.recipes.side_process import (SideProcess, exported_stage, independent_stages,
-                                         side_stages)
+from cxrkit.recipes.side_process import SideProcess, exported_stage, independent_stages, side_stages
 
 
 def test_the_demo_trains_its_baselines_aside():
