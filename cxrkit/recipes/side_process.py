@@ -16,6 +16,13 @@ the main process stops with its error, naming the child's output (``side/stderr.
 the child's standard error and tracebacks). The child ends when the main process ends, killed
 or not.
 
+When the run exports its final model (``[export] name``; :func:`exported_stage`), the child
+makes the SavedModel too: after its stages it builds that model and traces the servable's
+signatures, waits until the main process has trained its last stage (``side/parts_final``),
+loads the final part files and saves, while the main process evaluates and reports. It
+records the version folder or its error in ``side/export.json``, which the main process
+reads before its closing lines.
+
 Results do not depend on where a stage ran: each part's initial weights come from a seed of its
 own (:func:`cxrkit.recipes.parts.build_parts`) and each stage's training from its own
 (:meth:`cxrkit.recipes.engine.Run.seed_stage`). It is off for multi-worker and mirrored runs
@@ -36,6 +43,7 @@ import traceback
 from pathlib import Path
 
 from cxrkit.errors import CxrkitError
+from cxrkit.files import write_text_atomic
 from cxrkit.recipes.schema import Recipe
 
 CONSOLE = "console.txt"  # a side stage's printed output, under stages/<name>/
@@ -180,7 +188,7 @@ def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: b
             except Exception as err:  # reported by the main process, which stops
                 traceback.print_exc()  # to the child's standard error: side/stderr.txt
                 status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-        (folder / STATUS).write_text(json.dumps(status) + "\n")
+        write_text_atomic(folder / STATUS, json.dumps(status) + "\n")  # read once it exists
         if status["status"] != "done":
             raise SystemExit(1)
 
@@ -222,7 +230,7 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     except Exception as err:  # reported by the main process, which stops
         traceback.print_exc()
         status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    (folder / EXPORTED).write_text(json.dumps(status) + "\n")
+    write_text_atomic(folder / EXPORTED, json.dumps(status) + "\n")
 
 
 if __name__ == "__main__":
