@@ -17,9 +17,9 @@ the child's standard error and tracebacks). The child ends when the main process
 or not.
 
 When the run exports its final model (``[export] name``; :func:`exported_stage`), the child
-makes the SavedModel too: after its stages it builds that model and traces the servable's
-signatures, waits until the main process has trained its last stage (``side/parts_final``),
-loads the final part files and saves, while the main process evaluates and reports. It
+makes the SavedModel too: after its stages it builds that model's parts, waits until the main
+process has trained its last stage (``side/parts_final``), loads the final part files and
+exports, while the main process evaluates and reports. It
 records the version folder or its error in ``side/export.json``, which the main process
 reads before its closing lines.
 
@@ -107,20 +107,25 @@ class SideProcess:
                                             stdout=stderr, stderr=subprocess.STDOUT,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def wait_for(self, name: str, echo) -> None:
-        """Blocks until the child ended stage ``name``, echoes its output, raises its error."""
-        status = self.out / "stages" / name / STATUS
+    def _record(self, status: Path, before: str, doing: str = "") -> dict:
+        """The child's status file ``status`` once it exists; a ``CxrkitError`` if the child
+        ends without writing it (``before``: what it had not done yet)."""
         while not status.is_file():
             if self.process.poll() is not None and not status.is_file():
-                raise CxrkitError(f"the side process training {', '.join(self.names)} ended "
-                                  f"(exit {self.process.returncode}) before stage {name}; "
-                                  f"its output: {self.log}")
+                raise CxrkitError(f"the side process {doing}ended (exit "
+                                  f"{self.process.returncode}) before {before}; its output: "
+                                  f"{self.log}")
             time.sleep(0.2)
+        return json.loads(status.read_text())
+
+    def wait_for(self, name: str, echo) -> None:
+        """Blocks until the child ended stage ``name``, echoes its output, raises its error."""
+        record = self._record(self.out / "stages" / name / STATUS, f"stage {name}",
+                              f"training {', '.join(self.names)} ")
         console = self.out / "stages" / name / CONSOLE
         if console.is_file():
             for line in console.read_text().splitlines():
                 echo(line)
-        record = json.loads(status.read_text())
         if record["status"] != "done":
             raise CxrkitError(f"stage {name} failed in the side process: {record['error']} "
                               f"(its output: {console}; the traceback: {self.log})")
@@ -133,13 +138,7 @@ class SideProcess:
     def wait_export(self) -> Path:
         """Blocks until the child exported the final model; returns the version folder,
         raises ``CxrkitError`` with the child's error."""
-        status = self.folder / EXPORTED
-        while not status.is_file():
-            if self.process.poll() is not None and not status.is_file():
-                raise CxrkitError(f"the side process ended (exit {self.process.returncode}) "
-                                  f"before exporting the model; its output: {self.log}")
-            time.sleep(0.2)
-        record = json.loads(status.read_text())
+        record = self._record(self.folder / EXPORTED, "exporting the model")
         if record["status"] != "done":
             raise CxrkitError(f"the SavedModel export failed in the side process: "
                               f"{record['error']} (the traceback: {self.log})")
@@ -196,36 +195,29 @@ def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: b
 def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     """Exports stage ``name``'s model with the final part files once the main process says
     they are (``side/parts_final``), as the main process would have: the same parts, card
-    and SavedModel layout (:func:`cxrkit.serving.export.export_loaded`), its signatures
-    traced before the weights are final."""
+    and SavedModel layout (:func:`cxrkit.serving.export.export_loaded`)."""
     from cxrkit.card import ModelCard
     from cxrkit.recipes import engine
     from cxrkit.recipes.config import select_stages
     from cxrkit.recipes.parts import part_path
     from cxrkit.recipes.schema import parse
     from cxrkit.recipes.tasks import TASKS, stage_model
-    from cxrkit.serving.export import build_servable, export_loaded, signatures
+    from cxrkit.serving.export import export_loaded
 
     folder = out / "side"
     try:
         recipe = parse(select_stages(json.loads(recipe_json.read_text()), [name]))
         run = engine.Run(recipe, data, out)
-        # Meanwhile the main process trains its last stages: build and trace the servable now
-        # (most of an export's time); it reads the variables that the final weights fill.
-        run.build_parts()
-        stage = recipe.stages[name]
-        model = stage_model(stage, run.parts)
-        card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
-        servable = build_servable(model, card)
-        for endpoint in signatures(servable).values():
-            endpoint.get_concrete_function()
+        run.build_parts()  # meanwhile the main process trains its last stages
         while not (folder / PARTS_FINAL).is_file():
             time.sleep(0.2)
         for part, part_model in run.parts.items():
             if part_path(out, part).is_file():  # else never trained: the seeded initial weights
                 part_model.load_weights(part_path(out, part))
-        target = export_loaded(model, card, recipe.export.name, to=out / "saved_models",
-                               servable=servable)
+        stage = recipe.stages[name]
+        card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
+        target = export_loaded(stage_model(stage, run.parts), card, recipe.export.name,
+                               to=out / "saved_models")
         status = {"status": "done", "folder": str(target)}
     except Exception as err:  # reported by the main process, which stops
         traceback.print_exc()

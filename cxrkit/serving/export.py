@@ -158,17 +158,12 @@ def build_servable(model: keras.Model, card: ModelCard) -> tf.Module:
     return servable
 
 
-def signatures(servable: tf.Module) -> dict:
-    """The servable's endpoints by signature name. Calling ``get_concrete_function()`` on each
-    traces it ahead of the save; it reads the model's variables, not their values, so
-    weights loaded afterwards are the ones saved."""
-    return {name: getattr(servable, name) for name in ("serving_default", "predict_image_bytes")
-            if hasattr(servable, name)}
-
-
 def save_servable(servable: tf.Module, path: str | os.PathLike) -> None:
     """Writes ``servable`` as a SavedModel whose signatures are its endpoints."""
-    tf.saved_model.save(servable, os.fspath(path), signatures=signatures(servable))
+    signatures = {name: getattr(servable, name) for name in ("serving_default",
+                                                             "predict_image_bytes")
+                  if hasattr(servable, name)}
+    tf.saved_model.save(servable, os.fspath(path), signatures=signatures)
 
 
 def write_models_config(to: Path) -> Path:
@@ -191,11 +186,9 @@ def export_model(source: str | os.PathLike, name: str, *, version: int | None = 
 
 
 def export_loaded(model: keras.Model, card: ModelCard, name: str, *,
-                  version: int | None = None, to: str | os.PathLike = "saved_models",
-                  servable: tf.Module | None = None) -> Path:
+                  version: int | None = None, to: str | os.PathLike = "saved_models") -> Path:
     """Exports a model already in memory with its card (a run exports its final model so,
-    without reading back the file it has just saved); returns the version folder.
-    ``servable``: ``build_servable(model, card)`` made (and traced) beforehand."""
+    without reading back the file it has just saved); returns the version folder."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise CxrkitError(f"model name {name!r}: use letters, digits, '.', '_' and '-'")
     base = Path(to) / name
@@ -205,7 +198,7 @@ def export_loaded(model: keras.Model, card: ModelCard, name: str, *,
         raise CxrkitError(f"{target}: version {version} exists; TensorFlow Serving treats "
                           "versions as immutable — choose another --version")
     partial = base / f".{version}.partial"
-    save_servable(servable or build_servable(model, card), partial)
+    save_servable(build_servable(model, card), partial)
     extra = partial / "assets.extra"
     extra.mkdir(exist_ok=True)
     card.save(extra / CARD_NAME)
