@@ -1,4 +1,5 @@
-"""The fused BatchNorm computes Keras' own training step: outputs, gradients, moving stats."""
+"""The fused BatchNorm computes Keras' own layer, training and inference mode: outputs,
+gradients, moving statistics."""
 
 import keras
 import keras_hub
@@ -56,19 +57,47 @@ def test_training_step_equals_keras(shape):
     np.testing.assert_allclose(fused.moving_variance.numpy(), expected_var, rtol=1e-5)
 
 
-def test_inference_and_unfusable_cases_are_keras():
+@pytest.mark.parametrize("shape", [(6, 5, 7, 4), (8, 3), (4, 5, 6)])
+@pytest.mark.parametrize("frozen", [False, True])
+def test_inference_equals_keras(shape, frozen):
+    """Inference mode, ``training=False`` or a frozen layer (which ignores ``training``): the
+    moving statistics normalise, nothing is updated, gradients flow as through Keras'."""
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(2.0, 3.0, shape).astype("float32"))
+    upstream = tf.constant(rng.normal(size=shape).astype("float32"))
+    reference, fused = _pair(shape, epsilon=1e-3)
+    for layer in (reference, fused):
+        layer.trainable = not frozen
+
+    def step(layer):
+        @tf.function
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=frozen)  # a frozen layer: inference even so
+                loss = tf.reduce_sum(y * upstream)
+            return (y, *tape.gradient(loss, [x, layer.gamma.value, layer.beta.value]))
+        return [t.numpy() for t in run(x)]
+
+    want, got = step(reference), step(fused)
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    # against numpy: (x - moving mean) / sqrt(moving variance + eps) * gamma + beta
+    gamma, beta, mean, variance = fused.get_weights()
+    np.testing.assert_allclose(got[0], (x.numpy() - mean) / np.sqrt(variance + 1e-3) * gamma
+                               + beta, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused(x, training=False).numpy(), got[0], rtol=1e-6, atol=1e-6)
+    for w, g in zip(reference.get_weights(), fused.get_weights(), strict=True):
+        np.testing.assert_array_equal(g, w)  # the moving statistics did not move
+
+
+def test_unfusable_cases_are_keras():
     x = tf.constant(np.random.default_rng(2).normal(size=(4, 3, 3, 2)).astype("float32"))
-    reference, fused = _pair(x.shape)
-    np.testing.assert_array_equal(fused(x, training=False).numpy(),
-                                  reference(x, training=False).numpy())
-    frozen_ref, frozen = _pair(x.shape)
-    frozen_ref.trainable = frozen.trainable = False  # a frozen BatchNorm runs in inference mode
-    np.testing.assert_array_equal(frozen(x, training=True).numpy(),
-                                  frozen_ref(x, training=True).numpy())
     square = tf.concat([x, x[..., :1]], axis=-1)  # (4, 3, 3, 3): channels on axis 1 as well
     channels_first = _pair(square.shape, axis=1)
-    np.testing.assert_array_equal(channels_first[1](square, training=True).numpy(),
-                                  channels_first[0](square, training=True).numpy())
+    for training in (True, False):
+        np.testing.assert_array_equal(channels_first[1](square, training=training).numpy(),
+                                      channels_first[0](square, training=training).numpy())
 
 
 def test_fuse_batch_norms_switches_nested_layers_and_keeps_outputs(tmp_path):
