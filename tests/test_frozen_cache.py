@@ -111,6 +111,31 @@ def test_cache_serves_every_example_once_an_epoch_in_a_new_order():
                                    cache.features["f"][[row[int(v)] for v in y["logits"]]])
 
 
+def test_cache_joins_batches_into_few_prefix_calls():
+    """The prefix runs on as few calls as ``chunk_pixels`` allows (a larger batch alone), and
+    the cache holds what one call per batch gives, in the batches' order."""
+    image = keras.Input((5, 1), name="image")
+    frozen = keras.Model(image, keras.layers.Dense(2)(image))
+    frozen.trainable = False
+    prefix = keras.Model(image, {"f": frozen(image)})
+    calls = []
+
+    def counted(inputs, training):
+        calls.append(len(inputs))
+        return prefix(inputs, training=training)
+
+    x = np.random.default_rng(0).normal(size=(10, 5, 1)).astype(np.float32)
+    batches = [(x[:4], {"logits": np.arange(4)}), (x[4:8], {"logits": np.arange(4, 8)}),
+               (x[8:], {"logits": np.arange(8, 10)})]
+    expected = np.concatenate([prefix(b, training=False)["f"].numpy() for b, _ in batches])
+    for pixels, sizes in [(40, [8, 2]), (50, [10]), (15, [4, 4, 2])]:  # 5 "pixels" an image
+        calls.clear()
+        cache = FrozenCache(counted, batches, chunk_pixels=pixels)
+        assert calls == sizes
+        np.testing.assert_allclose(cache.features["f"], expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(cache.targets["logits"], np.arange(10))
+
+
 def test_a_stage_trained_on_the_cache_ends_with_the_same_weights(egd_records, tmp_path):
     """One batch holds the whole training split, so the order the cache serves it in changes
     nothing but the order of a sum: the UNet trained on cached DenseNet201 outputs ends where

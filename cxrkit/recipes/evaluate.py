@@ -20,11 +20,21 @@ or by listing existing evaluators.
 from __future__ import annotations
 
 import contextlib
+import math
+import pickle
+from pathlib import Path
 
 import numpy as np
 
 from cxrkit import metrics
+from cxrkit.files import write_text_atomic
 from cxrkit.recipes.registry import Registry
+
+# How many input pixels one eager call of a model takes at most, several batches joined
+# (evaluation here, frozen outputs in :mod:`cxrkit.recipes.frozen_cache`): an eager call costs
+# mostly its per-op dispatch, however many images it takes. 2**21 is the whole demo test split
+# in one call, and 6 images of the real set at 640 x 512.
+EAGER_CALL_PIXELS = 2**21
 
 SALIENCY_METRICS = {"kl": metrics.kl_divergence, "cc": metrics.correlation_coefficient,
                     "hs": metrics.histogram_similarity}
@@ -104,19 +114,36 @@ EVALUATIONS["both"] = (classify, saliency)
 EVALUATIONS["gradcam"] = (classify, gradcam_against_masks)
 
 
-def predict_batches(model, inputs, batch_size: int = 16):
+def predict_batches(model, inputs, pixels: int = EAGER_CALL_PIXELS):
     """``model(batch, training=False)`` over ``inputs`` (an array or a dict of arrays) in
-    batches, as numpy. A test split is a few batches: calling the model costs less than
-    tracing ``Model.predict``'s graph (seconds for DenseNet201 on a CPU), and gives the same
-    numbers."""
+    batches of as many examples as fit ``pixels`` input pixels (at least one), as numpy. A
+    test split is a few batches: calling the model costs less than tracing
+    ``Model.predict``'s graph (seconds for DenseNet201 on a CPU), and gives the same numbers;
+    the batches are as large as :data:`EAGER_CALL_PIXELS` allows."""
     import keras
 
-    count = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+    arrays = keras.tree.flatten(inputs)
+    count = len(arrays[0])
+    per_example = sum(math.prod(a.shape[1:-1]) for a in arrays)
+    size = max(1, pixels // max(1, per_example))
     pieces = [keras.tree.map_structure(
         keras.ops.convert_to_numpy,
-        model(keras.tree.map_structure(lambda a, i=i: a[i:i + batch_size], inputs),
-              training=False)) for i in range(0, count, batch_size)]
+        model(keras.tree.map_structure(lambda a, i=i: a[i:i + size], inputs),
+              training=False)) for i in range(0, count, size)]
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *pieces)
+
+
+def save_evaluation(result: dict, path: Path) -> Path:
+    """Writes :func:`evaluate_stage`'s ``result`` (numbers, arrays, names) whole or not at
+    all: the side process evaluates the stages it trains, and the main process reads their
+    results with :func:`load_evaluation`. Pickled: both ends are this package, and the file
+    lives in the run's own folder."""
+    return write_text_atomic(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load_evaluation(path: Path) -> dict:
+    """What :func:`save_evaluation` wrote."""
+    return pickle.loads(Path(path).read_bytes())
 
 
 def evaluate_stage(stage, model, test: dict, class_names: list[str]) -> dict:

@@ -19,9 +19,13 @@ batches.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+from cxrkit.recipes.evaluate import EAGER_CALL_PIXELS
 
 
 def _history(tensor):
@@ -100,25 +104,51 @@ def split_frozen(model: keras.Model):
     return prefix, suffix
 
 
+def _join(parts):
+    """Arrays (or structures of them) of several batches, concatenated along the batch."""
+    return keras.tree.map_structure(lambda *a: np.concatenate(a), *parts)
+
+
+def _chunks(batches, pixels: int):
+    """The (inputs, targets) ``batches`` joined into as few as fit ``pixels`` input pixels
+    each (a batch larger than that stays whole): a frozen prefix runs eagerly, and a call
+    costs mostly its per-op dispatch, however many images it takes. The examples keep their
+    order."""
+    def size(inputs):
+        return sum(math.prod(a.shape[:-1]) for a in keras.tree.flatten(inputs))
+
+    pending, held = [], 0
+    for inputs, targets in batches:
+        inputs = keras.tree.map_structure(np.asarray, inputs)
+        targets = keras.tree.map_structure(np.asarray, targets)
+        if pending and held + size(inputs) > pixels:
+            yield _join([i for i, _ in pending]), _join([t for _, t in pending])
+            pending, held = [], 0
+        pending.append((inputs, targets))
+        held += size(inputs)
+    if pending:
+        yield _join([i for i, _ in pending]), _join([t for _, t in pending])
+
+
 class FrozenCache:
     """The prefix's outputs over a split, with the stage's targets, held in memory.
 
     Args:
         prefix: the frozen prefix of :func:`split_frozen`.
         batches: the split's (inputs, targets) batches, in any order, unaugmented.
+        chunk_pixels: how many input pixels one call of the prefix takes at most
+            (:data:`cxrkit.recipes.evaluate.EAGER_CALL_PIXELS`; several batches joined, a
+            larger batch alone). In inference mode the prefix's output for an image does not
+            depend on the other images of its call.
     """
 
-    def __init__(self, prefix: keras.Model, batches):
+    def __init__(self, prefix: keras.Model, batches, chunk_pixels: int = EAGER_CALL_PIXELS):
         features, targets = [], []
-        for inputs, y in batches:
+        for inputs, y in _chunks(batches, chunk_pixels):
             features.append(keras.tree.map_structure(np.asarray,
                                                      prefix(inputs, training=False)))
-            targets.append(keras.tree.map_structure(np.asarray, y))
-
-        def join(parts):
-            return keras.tree.map_structure(lambda *a: np.concatenate(a), *parts)
-
-        self.features, self.targets = join(features), join(targets)
+            targets.append(y)
+        self.features, self.targets = _join(features), _join(targets)
         self.count = len(next(iter(keras.tree.flatten(self.targets))))
 
     @property
