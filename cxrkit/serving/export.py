@@ -20,6 +20,7 @@ Beside the SavedModel, ``assets.extra/cxrkit_card.json`` keeps the model card, a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -110,60 +111,75 @@ def _cam(model: keras.Model):
     return None
 
 
-def build_servable(model: keras.Model, card: ModelCard) -> tf.Module:
-    """What the SavedModel holds: the model's variables and its signatures,
-    ``serving_default`` and (when the card's preprocessing has an in-graph path)
-    ``predict_image_bytes``; for a model that takes gaze, both also take ``gaze``.
+@dataclasses.dataclass
+class Servable:
+    """What a SavedModel holds: ``module``, a plain ``tf.Module`` that tracks the model's
+    variables as one flat list, and ``signatures``, name -> traced concrete function.
 
-    A plain ``tf.Module`` that tracks the variables as one flat list, not the Keras model:
-    saving a Keras object graph walks every layer and traces the tf.functions it finds there
-    (measured: 37 of the 74 s of exporting the demo's DenseNet201 network), none of which
-    the signatures need.
+    The signatures read the variables when they run, so weights loaded into the model after
+    :func:`build_servable` (the side process traces while the main one still trains) are the
+    ones :meth:`save` writes.
+    """
+
+    module: tf.Module
+    signatures: dict
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the SavedModel whose signatures are these functions."""
+        tf.saved_model.save(self.module, os.fspath(path), signatures=self.signatures)
+
+
+def build_servable(model: keras.Model, card: ModelCard) -> Servable:
+    """The model's variables and its signatures, traced: ``serving_default`` and (when the
+    card's preprocessing has an in-graph path) ``predict_image_bytes``; for a model that takes
+    gaze, both also take ``gaze``.
+
+    Not the Keras model: saving a Keras object graph walks every layer and traces the
+    tf.functions it finds there (measured: 37 of the 74 s of exporting the demo's DenseNet201
+    network), none of which the signatures need. Nor the ``tf.function`` objects: TensorFlow
+    keys a function's traces by whether they were made inside ``tf.saved_model.save``, so
+    saving one traces it again (5 of the 11 s of saving the demo's network); the traced
+    concrete functions are the signatures, and saving takes them as they are.
     """
     rows, cols = card.input_size
     cam = _cam(model)
-    servable = tf.Module()
+    module = tf.Module()
     variables = {id(v): v for v in model.variables}
     if cam is not None:
         variables.update({id(v): v for v in cam[0].variables})
-    servable.model_variables = [v.value for v in variables.values()]
+    module.model_variables = [v.value for v in variables.values()]
 
     # Both signatures call one function, traced once (tracing the model is most of the
     # export's time).
     def spec(name):
         return tf.TensorSpec((None, rows, cols, 1), tf.float32, name=name)
 
+    functions = {}
     if card.takes_gaze:
         core = tf.function(lambda x: _outputs(model, cam, card, x), input_signature=[
             {"image": spec("image"), "gaze": spec("gaze")}])
-        servable.serving_default = tf.function(
+        functions["serving_default"] = tf.function(
             lambda image, gaze: guarded(core, {"image": image, "gaze": gaze}, rows, cols),
             input_signature=[spec("image"), spec("gaze")])
         if card.preprocessing.serves_bytes:
-            servable.predict_image_bytes = tf.function(
+            functions["predict_image_bytes"] = tf.function(
                 lambda image_bytes, gaze: guarded(
                     core, {"image": card.preprocessing.from_bytes(image_bytes), "gaze": gaze},
                     rows, cols),
                 input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes"),
                                  spec("gaze")])
-        return servable
-    core = tf.function(lambda x: _outputs(model, cam, card, x), input_signature=[spec(None)])
-    servable.serving_default = tf.function(
-        lambda image: guarded(core, {"image": image}, rows, cols),
-        input_signature=[spec("image")])
-    if card.preprocessing.serves_bytes:
-        servable.predict_image_bytes = tf.function(
-            lambda image_bytes: core(card.preprocessing.from_bytes(image_bytes)),
-            input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
-    return servable
-
-
-def save_servable(servable: tf.Module, path: str | os.PathLike) -> None:
-    """Writes ``servable`` as a SavedModel whose signatures are its endpoints."""
-    signatures = {name: getattr(servable, name) for name in ("serving_default",
-                                                             "predict_image_bytes")
-                  if hasattr(servable, name)}
-    tf.saved_model.save(servable, os.fspath(path), signatures=signatures)
+    else:
+        core = tf.function(lambda x: _outputs(model, cam, card, x),
+                           input_signature=[spec(None)])
+        functions["serving_default"] = tf.function(
+            lambda image: guarded(core, {"image": image}, rows, cols),
+            input_signature=[spec("image")])
+        if card.preprocessing.serves_bytes:
+            functions["predict_image_bytes"] = tf.function(
+                lambda image_bytes: core(card.preprocessing.from_bytes(image_bytes)),
+                input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")])
+    return Servable(module, {name: function.get_concrete_function()
+                             for name, function in functions.items()})
 
 
 def write_models_config(to: Path) -> Path:
@@ -185,20 +201,35 @@ def export_model(source: str | os.PathLike, name: str, *, version: int | None = 
     return export_loaded(model, card, name, version=version, to=to)
 
 
+def version_folder(name: str, version: int | None, to: str | os.PathLike) -> Path:
+    """``<to>/<name>/<version>`` (the next version when None); a ``CxrkitError`` for a name
+    TensorFlow Serving cannot take or a version that exists."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise CxrkitError(f"model name {name!r}: use letters, digits, '.', '_' and '-'")
+    base = Path(to) / name
+    target = base / str(next_version(base) if version is None else version)
+    if target.exists():
+        raise CxrkitError(f"{target}: version {target.name} exists; TensorFlow Serving treats "
+                          "versions as immutable — choose another --version")
+    return target
+
+
 def export_loaded(model: keras.Model, card: ModelCard, name: str, *,
                   version: int | None = None, to: str | os.PathLike = "saved_models") -> Path:
     """Exports a model already in memory with its card (a run exports its final model so,
     without reading back the file it has just saved); returns the version folder."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise CxrkitError(f"model name {name!r}: use letters, digits, '.', '_' and '-'")
-    base = Path(to) / name
-    version = next_version(base) if version is None else version
-    target = base / str(version)
-    if target.exists():
-        raise CxrkitError(f"{target}: version {version} exists; TensorFlow Serving treats "
-                          "versions as immutable — choose another --version")
-    partial = base / f".{version}.partial"
-    save_servable(build_servable(model, card), partial)
+    version_folder(name, version, to)  # a bad name or an existing version: before tracing
+    return export_servable(build_servable(model, card), card, name, version=version, to=to)
+
+
+def export_servable(servable: Servable, card: ModelCard, name: str, *,
+                    version: int | None = None, to: str | os.PathLike = "saved_models") -> Path:
+    """Writes ``servable`` with its card as version ``version`` (the next one when None) of
+    ``<to>/<name>``, and ``<to>/models.config``; returns the version folder, which appears
+    whole or not at all."""
+    target = version_folder(name, version, to)
+    partial = target.parent / f".{target.name}.partial"
+    servable.save(partial)
     extra = partial / "assets.extra"
     extra.mkdir(exist_ok=True)
     card.save(extra / CARD_NAME)
