@@ -25,11 +25,15 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Writes ``text`` under a temporary name, then renames it: the file is whole or absent."""
+def write_text_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
+    """Writes ``text`` (or bytes) under a temporary name, then renames it: the file is whole
+    or absent."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
+    if isinstance(text, bytes):
+        partial.write_bytes(text)
+    else:
+        partial.write_text(text)
     partial.replace(path)
     return path
 

@@ -52,8 +52,9 @@ def test_demo_run_is_quiet(mlmi2024_run):
 
 
 def test_baselines_train_aside_and_print_in_order(mlmi2024_run):
-    """The demo's independent stages (UNet, GazeGNN here) train in the side process; the
-    console still shows every stage in the recipe's order, each with its own epochs."""
+    """The demo's independent stages (UNet, GazeGNN here) train and are evaluated in the side
+    process; the console still shows every stage in the recipe's order, each with its own
+    epochs."""
     out, stdout, _ = mlmi2024_run
     assert "stages unet_s, gazegnn: trained in a second process alongside this one" in stdout
     headers = [line for line in stdout.splitlines() if line.startswith("== stage ")]
@@ -67,6 +68,17 @@ def test_baselines_train_aside_and_print_in_order(mlmi2024_run):
         assert epoch.search(console) and console.strip() in stdout
         assert json.loads((out / "stages" / stage / "side.json").read_text()) == {
             "status": "done"}
+        # evaluated there too: the report's numbers for it are the child's
+        from cxrkit.recipes.evaluate import load_evaluation
+
+        evaluation = load_evaluation(out / "stages" / stage / "evaluation.pkl")
+        document = json.loads((out / "metrics.json").read_text())["stages"][stage]
+        if stage == "gazegnn":
+            for key in ("accuracy", "auc", "auc_macro"):
+                assert document["classification"][key] == evaluation["classification"][key]
+        else:
+            for key in ("kl", "cc", "hs"):
+                assert document["saliency"][key] == evaluation["saliency"][key]
     assert "Traceback" not in (out / "side" / "stderr.txt").read_text()
     assert not (out / "stages" / "triplet" / "console.txt").exists()  # trained here
 

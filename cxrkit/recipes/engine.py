@@ -61,7 +61,7 @@ from cxrkit.recipes.multi_worker import fix_keras_multi_worker_logs, worker_role
 from cxrkit.recipes.parts import build_parts, part_path, part_seed, publish, save_part
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 from cxrkit.recipes.schema import Recipe, Stage
-from cxrkit.recipes.side_process import SideProcess, side_stages
+from cxrkit.recipes.side_process import SideProcess, loaded_back, side_stages
 from cxrkit.recipes.tasks import TASKS, stage_model
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -119,6 +119,7 @@ class Run:
         self.recipe, self.data, self.out = recipe, data, out
         self.resume, self.echo = resume, echo
         self.side = None  # after run(): the side process exporting the final model, if any
+        self.aside: list[str] = []  # after run(): the stages the side process trained
         self.manifest = read_manifest(data)
         self.preprocessing = preprocessing_of(self.manifest)
         if self.preprocessing.name != recipe.data.dataset:
@@ -168,16 +169,20 @@ class Run:
         return ds
 
     # --- parts ----------------------------------------------------------------------------
-    def used_parts(self) -> list[str]:
+    def used_parts(self, stages: list[str] | None = None) -> list[str]:
+        """The parts of ``stages`` (every enabled stage when None), each once, in order."""
         names = []
-        for stage in self.recipe.enabled_stages().values():
-            names += [p for p in stage.parts.values() if p not in names]
+        for name, stage in self.recipe.enabled_stages().items():
+            if stages is None or name in stages:
+                names += [p for p in stage.parts.values() if p not in names]
         return names
 
-    def build_parts(self) -> None:
+    def build_parts(self, stages: list[str] | None = None) -> None:
+        """Builds the parts of ``stages`` (every enabled stage when None) into ``parts``."""
         with self.strategy.scope():
-            self.parts = build_parts(self.used_parts(), self.recipe.parts, self.input_shape,
-                                     len(self.class_names), seed=self.recipe.seed)
+            self.parts = build_parts(self.used_parts(stages), self.recipe.parts,
+                                     self.input_shape, len(self.class_names),
+                                     seed=self.recipe.seed)
         for part in self.parts.values():  # Keras' BatchNorm, its training step in one kernel
             fuse_batch_norms(part)
 
@@ -371,16 +376,19 @@ class Run:
                       "one ([training] side_process); their output follows in the recipe's "
                       "order")
         try:
-            self.build_parts()
-            results = {}
             stages = self.recipe.enabled_stages()
+            back = loaded_back(self.recipe, aside)
+            self.build_parts([n for n in stages if n not in aside or n in back])
+            self.aside = aside
+            results = {}
             for index, (name, stage) in enumerate(stages.items(), start=1):
                 self.echo(f"== stage {index}/{len(stages)}: {name} ({stage.task}; trains "
                           f"{', '.join(stage.trainable) or 'nothing'}) ==")
                 self.stage_dir(name).mkdir(parents=True, exist_ok=True)
                 if name in aside:
                     side.wait_for(name, self.echo)
-                    results[name] = self.load_stage(name)
+                    results[name] = (self.load_stage(name) if name in back else json.loads(
+                        (self.stage_dir(name) / "done.json").read_text()))
                 else:
                     results[name] = "skipped" if self.completed(name) else self.train_stage(stage)
             if side is not None and side.exports:

@@ -4,7 +4,8 @@
 converted records (the command line makes the demo records first when no ``--data`` is given;
 this package never generates data). It checks the run folder (:func:`check_out`), records the
 trace (``run.json``), trains the enabled stages (:mod:`cxrkit.recipes.engine`), evaluates them
-on the test split (:mod:`cxrkit.recipes.evaluate`), saves the final model with its model card
+on the test split (:mod:`cxrkit.recipes.evaluate`; the stages of a side process are evaluated
+there, :mod:`cxrkit.recipes.side_process`), saves the final model with its model card
 (and a card beside each saved part that is a stage's whole model, ``parts/gazegnn.keras``
 for one, so ``cxrkit export RUN/parts/gazegnn.keras`` works),
 exports it for TensorFlow Serving when the recipe has an ``[export]`` name, and writes the
@@ -117,15 +118,27 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
             run.side.stop()
 
 
+def save_part_cards(run, stage, model) -> None:
+    """A model card beside each of ``stage``'s part files that is the stage's whole
+    ``model`` (``parts/gazegnn.keras``), so ``cxrkit export`` takes that file as it is."""
+    from cxrkit.card import ModelCard, card_path
+    from cxrkit.recipes.parts import part_path
+    from cxrkit.recipes.tasks import TASKS
+
+    for part in stage.parts.values():
+        if run.parts[part] is model and part_path(run.out, part).is_file():
+            ModelCard(run.preprocessing, tuple(run.class_names),
+                      TASKS[stage.task].card_task).save(card_path(part_path(run.out, part)))
+
+
 def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, trace: dict,
                             echo) -> dict:
     """What follows the stages: test-split evaluation, model files and cards, the SavedModel
     (made here, or by the side process while this one evaluates and reports), the report."""
     from cxrkit.card import ModelCard, card_path
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
-    from cxrkit.recipes.parts import part_path
     from cxrkit.recipes.reports import REPORTS
-    from cxrkit.recipes.side_process import exported_stage
+    from cxrkit.recipes.side_process import evaluation_of, exported_stage, loaded_back
     from cxrkit.recipes.tasks import TASKS, stage_model
 
     role = run.role
@@ -139,20 +152,21 @@ def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, tr
     echo("== evaluating on the test split ==")
     test = load_test_split(data)
     stages = recipe.enabled_stages()
-    models = {name: stage_model(stage, run.parts) for name, stage in stages.items()}
-    results = {name: evaluate_stage(stage, models[name], test, run.class_names)
+    # the side process evaluated the stages it trained; of those, only the ones this process
+    # loaded back (the final model, the report's Grad-CAM stage) have models here
+    models = {name: stage_model(stage, run.parts) for name, stage in stages.items()
+              if name not in run.aside or name in loaded_back(recipe, run.aside)}
+    results = {name: evaluation_of(out, name) if name in run.aside else
+               evaluate_stage(stage, models[name], test, run.class_names)
                for name, stage in stages.items() if stage.evaluate != "none"}
-    reference = recipe.report.classification_reference
-    final = stages[reference] if reference in stages else list(stages.values())[-1]
+    final = stages[recipe.final_stage()]
     final_model = models[final.name]
     final_model.save(out / "model.keras")
     card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task)
     card.save(card_path(out / "model.keras"))
-    for name, stage in stages.items():  # a stage whose model is one part: that part gets a card
-        for part in stage.parts.values():
-            if run.parts[part] is models[name] and part_path(out, part).is_file():
-                ModelCard(run.preprocessing, tuple(run.class_names),
-                          TASKS[stage.task].card_task).save(card_path(part_path(out, part)))
+    for name, model in models.items():
+        if name not in run.aside:  # the side process wrote its own stages' cards
+            save_part_cards(run, stages[name], model)
     exported = exported_stage(recipe) is not None  # the final model, when [export] names it
     if exported and run.side is None:
         from cxrkit.serving.export import export_loaded

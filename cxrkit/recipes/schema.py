@@ -140,6 +140,13 @@ class Recipe:
     def enabled_stages(self) -> dict[str, Stage]:
         return {n: s for n, s in self.stages.items() if s.enabled}
 
+    def final_stage(self) -> str:
+        """The stage whose model is the run's (``model.keras``, the SavedModel): ``[report]
+        classification_reference`` when it is enabled, else the last enabled stage."""
+        stages = self.enabled_stages()
+        reference = self.report.classification_reference
+        return reference if reference in stages else list(stages)[-1]
+
     def to_dict(self) -> dict:
         """The resolved recipe as plain tables (``run.json``, ``cxrkit recipe show``)."""
         out = dataclasses.asdict(self)

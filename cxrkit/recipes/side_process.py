@@ -8,18 +8,22 @@ is independent (the mlmi2023 backbones), the side process takes every other one.
 of a demo stage is tracing and first running its graphs, single-threaded Python work, so two
 processes do it side by side on two cores.
 
-The main process still prints the stages in the recipe's order. When it comes to a side stage
-it waits until the child has finished it, prints what the child printed for it (kept in
-``stages/<name>/console.txt``) and loads the stage's saved parts, verified against their
-``done.json`` digests, exactly as ``--resume`` loads a finished stage. If a side stage fails,
+The child also evaluates each side stage on the test split as soon as it has trained it
+(``stages/<name>/evaluation.pkl``) and writes the cards of its part files. The main process
+still prints the stages in the recipe's order. When it comes to a side stage it waits until
+the child has finished it and prints what the child printed for it (kept in
+``stages/<name>/console.txt``). It never builds a side stage's parts, unless it needs the model
+after training (:func:`loaded_back`: the final model, the report's Grad-CAM stage); those it
+loads, verified against their ``done.json`` digests, exactly as ``--resume`` loads a finished
+stage. It takes the side stages' evaluations from the child's files. If a side stage fails,
 the main process stops with its error, naming the child's output (``side/stderr.txt`` holds
 the child's standard error and tracebacks). The child ends when the main process ends, killed
 or not.
 
 When the run exports its final model (``[export] name``; :func:`exported_stage`), the child
-makes the SavedModel too: after its stages it builds that model's parts, waits until the main
-process has trained its last stage (``side/parts_final``), loads the final part files and
-exports, while the main process evaluates and reports. It
+makes the SavedModel too: after its stages it builds that model and traces its signatures, waits
+until the main process has trained its last stage (``side/parts_final``), loads the final part
+files and saves, while the main process evaluates and reports. It
 records the version folder or its error in ``side/export.json``, which the main process
 reads before its closing lines.
 
@@ -48,6 +52,7 @@ from cxrkit.recipes.schema import Recipe
 
 CONSOLE = "console.txt"  # a side stage's printed output, under stages/<name>/
 STATUS = "side.json"     # written by the child when a side stage ended: done, or its error
+EVALUATION = "evaluation.pkl"  # a side stage's test-split evaluation, under stages/<name>/
 PARTS_FINAL = "parts_final"  # under side/: the main process trained its last stage
 EXPORTED = "export.json"     # under side/: the child's export, done (its folder) or its error
 
@@ -69,6 +74,23 @@ def exported_stage(recipe: Recipe) -> str | None:
     if recipe.export.name and recipe.report.classification_reference in recipe.enabled_stages():
         return recipe.report.classification_reference
     return None
+
+
+def loaded_back(recipe: Recipe, names: list[str]) -> list[str]:
+    """The side stages among ``names`` whose models the main process needs after training:
+    the final stage's (``model.keras``, the SavedModel) and the report's Grad-CAM stage. It
+    builds their parts and loads them once trained; the other side stages' parts it never
+    builds (their test-split evaluation comes from the child, ``stages/<name>/`` +
+    :data:`EVALUATION`)."""
+    wanted = {recipe.final_stage(), recipe.report.gradcam_stage}
+    return [name for name in names if name in wanted]
+
+
+def evaluation_of(out: Path, name: str) -> dict:
+    """Side stage ``name``'s test-split evaluation, as the child wrote it."""
+    from cxrkit.recipes.evaluate import load_evaluation
+
+    return load_evaluation(out / "stages" / name / EVALUATION)
 
 
 def side_stages(recipe: Recipe, strategy: str) -> list[str]:
@@ -165,24 +187,37 @@ def _exit_with(parent: int) -> None:
 
 
 def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: bool) -> None:
+    """Trains (or, resumed, loads) each stage of ``names``, then evaluates it on the test
+    split and writes the cards of its part files, as the main process does for its own."""
     from cxrkit.cli.quiet import quiet_tensorflow
 
     quiet_tensorflow(False)  # as the command line does; CXRKIT_VERBOSE=1 passes through
     from cxrkit.recipes import engine
     from cxrkit.recipes.config import select_stages
+    from cxrkit.recipes.evaluate import evaluate_stage, load_test_split, save_evaluation
+    from cxrkit.recipes.run import save_part_cards
     from cxrkit.recipes.schema import parse
+    from cxrkit.recipes.tasks import stage_model
 
     recipe = parse(select_stages(json.loads(recipe_json.read_text()), names))
     engine.configure_process(recipe)
     run = engine.Run(recipe, data, out, resume=resume)
     run.build_parts()
+    test = None
     for name in names:
-        folder = run.stage_dir(name)
+        stage, folder = recipe.stages[name], run.stage_dir(name)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / EVALUATION).unlink(missing_ok=True)  # an earlier run's says nothing now
         with open(folder / CONSOLE, "w") as console, contextlib.redirect_stdout(console):
             try:
                 if not run.completed(name):
-                    run.train_stage(recipe.stages[name])
+                    run.train_stage(stage)
+                model = stage_model(stage, run.parts)
+                if stage.evaluate != "none":
+                    test = load_test_split(data) if test is None else test
+                    save_evaluation(evaluate_stage(stage, model, test, run.class_names),
+                                    folder / EVALUATION)
+                save_part_cards(run, stage, model)
                 status = {"status": "done"}
             except Exception as err:  # reported by the main process, which stops
                 traceback.print_exc()  # to the child's standard error: side/stderr.txt
@@ -195,29 +230,31 @@ def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: b
 def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     """Exports stage ``name``'s model with the final part files once the main process says
     they are (``side/parts_final``), as the main process would have: the same parts, card
-    and SavedModel layout (:func:`cxrkit.serving.export.export_loaded`)."""
+    and SavedModel layout (:func:`cxrkit.serving.export.export_servable`). The signatures
+    are traced before that, while the main process still trains (they read the weights
+    loaded afterwards)."""
     from cxrkit.card import ModelCard
     from cxrkit.recipes import engine
     from cxrkit.recipes.config import select_stages
     from cxrkit.recipes.parts import part_path
     from cxrkit.recipes.schema import parse
     from cxrkit.recipes.tasks import TASKS, stage_model
-    from cxrkit.serving.export import export_loaded
+    from cxrkit.serving.export import build_servable, export_servable
 
     folder = out / "side"
     try:
         recipe = parse(select_stages(json.loads(recipe_json.read_text()), [name]))
         run = engine.Run(recipe, data, out)
-        run.build_parts()  # meanwhile the main process trains its last stages
+        run.build_parts()
+        stage = recipe.stages[name]
+        card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
+        servable = build_servable(stage_model(stage, run.parts), card)
         while not (folder / PARTS_FINAL).is_file():
             time.sleep(0.2)
         for part, part_model in run.parts.items():
             if part_path(out, part).is_file():  # else never trained: the seeded initial weights
                 part_model.load_weights(part_path(out, part))
-        stage = recipe.stages[name]
-        card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
-        target = export_loaded(stage_model(stage, run.parts), card, recipe.export.name,
-                               to=out / "saved_models")
+        target = export_servable(servable, card, recipe.export.name, to=out / "saved_models")
         status = {"status": "done", "folder": str(target)}
     except Exception as err:  # reported by the main process, which stops
         traceback.print_exc()

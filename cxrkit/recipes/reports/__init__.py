@@ -3,8 +3,10 @@
 A report function takes the run folder and keyword arguments ``results`` (per stage, from
 :func:`cxrkit.recipes.evaluate.evaluate_stage`), ``test`` (the test split's arrays),
 ``final_model``, ``stage_models`` (enabled stage name -> its model, sharing the trained
-parts), ``recipe`` (:class:`~cxrkit.recipes.schema.Recipe`), ``class_names``,
-``demo_note`` and ``trace``; it writes ``metrics.json``, ``report.md`` and ``figures/`` and
+parts; every stage the main process trained, the final one and ``[report] gradcam_stage``:
+the other stages of a side process are evaluated there and have results only), ``recipe``
+(:class:`~cxrkit.recipes.schema.Recipe`), ``class_names``, ``demo_note`` and ``trace``; it
+writes ``metrics.json``, ``report.md`` and ``figures/`` and
 returns the metrics document. A layout is registered here by one entry that imports its module
 when a report is written (so checking a recipe does not import TensorFlow).
 """
