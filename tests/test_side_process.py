@@ -10,7 +10,14 @@ import pytest
 from cxrkit.errors import CxrkitError
 from cxrkit.recipes.config import resolve
 from cxrkit.recipes.parts import build_parts
-from cxrkit.recipes.side_process import SideProcess, exported_stage, independent_stages, side_stages
+from cxrkit.recipes.side_process import (
+    SideProcess,
+    exported_stage,
+    final_parts,
+    independent_stages,
+    loaded_back,
+    side_stages,
+)
 
 
 def test_the_demo_trains_its_baselines_aside():
@@ -107,3 +114,28 @@ def test_a_failed_export_in_the_side_process_stops_the_run_with_its_error(tmp_pa
         side.stop()
     assert exported_stage(resolve("mlmi2024", demo=True, stages=["unet_s"])) is None
 
+
+
+def test_parts_are_final_once_their_last_training_stage_is_done(tmp_path):
+    """The export loads a part early once no later stage trains it: DenseNet201 after the
+    classifier (stage 1b; stages 2 and 3 keep it frozen), the UNet after stage 2."""
+    recipe = resolve("mlmi2024", demo=True)
+    assert final_parts(recipe, tmp_path) == []
+    for stage, expected in [("triplet", []),  # the classifier trains DenseNet201 again
+                            ("classifier", ["densenet", "densenet_head"]),
+                            ("saliency", ["densenet", "densenet_head", "unet"]),
+                            ("unet_s", ["densenet", "densenet_head", "unet", "unet_s"])]:
+        (tmp_path / "stages" / stage).mkdir(parents=True)
+        (tmp_path / "stages" / stage / "done.json").write_text("{}")
+        assert sorted(final_parts(recipe, tmp_path)) == expected, stage
+
+
+def test_the_main_process_loads_back_only_the_side_models_it_needs():
+    recipe = resolve("mlmi2024", demo=True)
+    assert loaded_back(recipe, ["unet_s", "mt_unet", "gazegnn"]) == []
+    # the final model, or the report's Grad-CAM stage, when the side process trained it
+    aside = resolve("mlmi2024", ["report.classification_reference=gazegnn"], demo=True)
+    assert loaded_back(aside, ["unet_s", "gazegnn"]) == ["gazegnn"]
+    backbones = resolve("mlmi2023", ["training.side_process=true"], demo=True)
+    assert backbones.final_stage() == "vit_small"  # no reference named: the last stage
+    assert loaded_back(backbones, ["resnet34"]) == []

@@ -227,12 +227,25 @@ def _train(recipe_json: Path, data: Path, out: Path, names: list[str], resume: b
             raise SystemExit(1)
 
 
+def final_parts(recipe: Recipe, out: Path) -> list[str]:
+    """The parts whose weights are final in ``out``: the last enabled stage that trains each
+    has finished (its ``done.json``), so ``parts/<part>.keras`` will not change again."""
+    last = {}
+    for name, stage in recipe.enabled_stages().items():
+        for part in stage.trainable:
+            last[part] = name
+    return [part for part, name in last.items()
+            if (out / "stages" / name / "done.json").is_file()]
+
+
 def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
-    """Exports stage ``name``'s model with the final part files once the main process says
-    they are (``side/parts_final``), as the main process would have: the same parts, card
-    and SavedModel layout (:func:`cxrkit.serving.export.export_servable`). The signatures
-    are traced before that, while the main process still trains (they read the weights
-    loaded afterwards)."""
+    """Exports stage ``name``'s model with the final part files, as the main process would
+    have: the same parts, card and SavedModel layout
+    (:func:`cxrkit.serving.export.export_servable`). The signatures are traced first, while
+    the main process still trains (they read the weights loaded afterwards); each part's
+    weights are loaded once they are final (:func:`final_parts`), and every part file is
+    checked again once the main process says all are (``side/parts_final``): one that
+    changed since (a resumed run that trained a stage again) is loaded again."""
     from cxrkit.card import ModelCard
     from cxrkit.recipes import engine
     from cxrkit.recipes.config import select_stages
@@ -243,17 +256,34 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
 
     folder = out / "side"
     try:
+        whole = parse(json.loads(recipe_json.read_text()))
         recipe = parse(select_stages(json.loads(recipe_json.read_text()), [name]))
         run = engine.Run(recipe, data, out)
         run.build_parts()
         stage = recipe.stages[name]
         card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
         servable = build_servable(stage_model(stage, run.parts), card)
+        loaded = {}  # part -> (mtime, size) of the file its weights were loaded from
+
+        def load(parts, *, early: bool) -> None:
+            for part in parts:
+                path = part_path(out, part)
+                if not path.is_file():
+                    continue  # never trained: the seeded initial weights
+                stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+                if loaded.get(part) != stamp:
+                    try:
+                        run.parts[part].load_weights(path)
+                    except Exception:
+                        if not early:
+                            raise
+                        continue  # a file being replaced: loaded at the end
+                    loaded[part] = stamp
+
         while not (folder / PARTS_FINAL).is_file():
+            load([p for p in final_parts(whole, out) if p in run.parts], early=True)
             time.sleep(0.2)
-        for part, part_model in run.parts.items():
-            if part_path(out, part).is_file():  # else never trained: the seeded initial weights
-                part_model.load_weights(part_path(out, part))
+        load(list(run.parts), early=False)
         target = export_servable(servable, card, recipe.export.name, to=out / "saved_models")
         status = {"status": "done", "folder": str(target)}
     except Exception as err:  # reported by the main process, which stops
