@@ -2,7 +2,10 @@
 and the ratio to the calibration (timing.py).
 
 The goal (issue "the first ten minutes"): each demo in at most 3 minutes on the slow 2-core
-machine, i.e. a ratio of at most 100 to the calibration (1.64 s there). Each demo runs in a
+machine, i.e. a ratio of at most 100 to the calibration (1.64 s there). The calibration is a
+compiled forward pass; most of a CPU demo is single-threaded Python (tracing), whose speed
+drifts on its own on shared machines, so the time to trace a DenseNet201 forward, before and
+after each demo, is printed beside it for information. Each demo runs in a
 fresh output folder as ``cxrkit recipe run NAME`` in a subprocess; every line it prints is
 time-stamped as it arrives, and the phases are cut at the lines that open them: data, each
 stage, then evaluation, export and report together (the side process may export while the
@@ -22,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from timing import SLOW_MACHINE_CALIBRATION_S, calibration
+from timing import SLOW_MACHINE_CALIBRATION_S, calibration, tracing_calibration
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the calibration's own TensorFlow logs
 
@@ -67,10 +70,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch)
         for name in args.recipes.split(","):
+            before = tracing_calibration()
             wall, phases, status = run_demo(name, root / name)
+            after = tracing_calibration()
             print(f"\n{name} demo: {wall:.1f} s wall (exit {status}); ratio {wall / calibrate:.0f} "
                   f"(goal <= {GOAL_RATIO}); projected on the slow machine: "
                   f"{wall / calibrate * SLOW_MACHINE_CALIBRATION_S / 60:.1f} min")
+            print(f"(for information: tracing a DenseNet201 forward took {before:.2f} s before "
+                  f"and {after:.2f} s after the demo; the demo is {wall / (before + after) * 2:.0f}"
+                  " times that)")
             print("| phase | seconds | share |\n|---|---|---|")
             for label, seconds in phases:
                 print(f"| {label} | {seconds:.1f} | {seconds / wall:.0%} |")

@@ -42,3 +42,17 @@ def calibration() -> float:
     forward = tf.function(lambda x: model(x, training=False))
     images = tf.constant(np.random.default_rng(0).random((16, 224, 224, 3), "float32"))
     return best_time(lambda: forward(images).numpy(), 5, warmup=True)
+
+
+def tracing_calibration() -> float:
+    """Seconds to trace one DenseNet201 forward pass (64 px, inference; best of 3): the
+    single-threaded Python work that most of a CPU demo is made of, which the compiled
+    :func:`calibration` does not follow. Printed for information beside the goal's ratio."""
+    import tensorflow as tf
+
+    from cxrkit.models import build_backbone
+
+    model = build_backbone("densenet201", image_size=64)
+    spec = tf.TensorSpec((None, 64, 64, 3), tf.float32)
+    return best_time(lambda: tf.function(lambda x: model(x, training=False))
+                     .get_concrete_function(spec), 3)

@@ -32,11 +32,16 @@ def test_the_demo_trains_its_baselines_aside():
     chain = resolve("mlmi2024", demo=True, stages=["triplet", "classifier", "saliency",
                                                     "fusion"])
     assert independent_stages(chain) == []
-    # all independent: the side process takes every other one
+    # all independent: the side process takes the later half, so the main process never
+    # waits for it before a stage of its own
     assert side_stages(resolve("mlmi2024", demo=True, stages=["unet_s", "res_se_unet"]),
                        "default") == ["res_se_unet"]
-    backbones = resolve("mlmi2023", ["training.side_process=true"], demo=True)
-    assert side_stages(backbones, "default") == ["resnet34"]
+    backbones = resolve("mlmi2023", demo=True)
+    assert side_stages(backbones, "default") == ["vit_small"]
+    assert side_stages(resolve("mlmi2023", demo=True, stages=["resnet18"]), "default") == []
+    four = resolve("mlmi2024", demo=True, stages=["unet_s", "res_se_unet", "mt_unet",
+                                                  "gazegnn"])
+    assert side_stages(four, "default") == ["mt_unet", "gazegnn"]
 
 
 def _weights(model) -> list[np.ndarray]:
@@ -136,6 +141,6 @@ def test_the_main_process_loads_back_only_the_side_models_it_needs():
     # the final model, or the report's Grad-CAM stage, when the side process trained it
     aside = resolve("mlmi2024", ["report.classification_reference=gazegnn"], demo=True)
     assert loaded_back(aside, ["unet_s", "gazegnn"]) == ["gazegnn"]
-    backbones = resolve("mlmi2023", ["training.side_process=true"], demo=True)
+    backbones = resolve("mlmi2023", demo=True)
     assert backbones.final_stage() == "vit_small"  # no reference named: the last stage
-    assert loaded_back(backbones, ["resnet34"]) == []
+    assert loaded_back(backbones, ["resnet34", "vit_small"]) == ["vit_small"]

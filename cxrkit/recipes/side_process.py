@@ -4,7 +4,7 @@
 whose parts no other enabled stage uses, such as mlmi2024's baselines UNet, MT-UNet and
 GazeGNN, which share nothing with the DenseNet201 chain — to one child process
 (``python -m cxrkit.recipes.side_process``), started before the first stage. When every stage
-is independent (the mlmi2023 backbones), the side process takes every other one. On a CPU most
+is independent (the mlmi2023 backbones), the side process takes the later half. On a CPU most
 of a demo stage is tracing and first running its graphs, single-threaded Python work, so two
 processes do it side by side on two cores.
 
@@ -99,7 +99,9 @@ def side_stages(recipe: Recipe, strategy: str) -> list[str]:
         return []
     names = independent_stages(recipe)
     if len(names) == len(recipe.enabled_stages()):
-        names = names[1::2]  # all independent: the main process keeps every other one
+        # all independent: the child takes the later half, so that this process never waits
+        # for it before a stage of its own (it prints the stages in the recipe's order)
+        names = names[(len(names) + 1) // 2:]
     return names
 
 
