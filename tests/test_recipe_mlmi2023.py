@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from conftest import cxrkit_command, quiet_env, sets
 
-# 60 phantom images at 64 px, two epochs, run eagerly (cheaper than tracing for a few steps)
+# 60 phantom images at 64 px, two epochs, run eagerly (cheaper than tracing for a few steps),
+# in one process: a second one costs more than these two tiny stages (the side process is run
+# end to end by the mlmi2024 fixture and the killed-run test)
 TINY = ["demo.images=60", "demo.size=128", "demo.target=64", "stages.resnet18.epochs=2",
         "stages.vit_small.epochs=1", "stages.vit_small.batch_size=12", "data.batch_size=12",
-        "training.run_eagerly=true"]
+        "training.run_eagerly=true", "training.side_process=false"]
 
 
 def _run(out, models, *extra):
