@@ -38,7 +38,8 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package="cxrkit")
 class BatchNormalization(keras.layers.BatchNormalization):
-    """:class:`keras.layers.BatchNormalization` whose training step is ``FusedBatchNormV3``."""
+    """:class:`keras.layers.BatchNormalization` computed by ``FusedBatchNormV3``, training and
+    inference mode alike."""
 
     def _fusable(self, inputs, mask) -> bool:
         rank = len(inputs.shape)

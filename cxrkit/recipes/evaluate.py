@@ -114,6 +114,20 @@ EVALUATIONS["both"] = (classify, saliency)
 EVALUATIONS["gradcam"] = (classify, gradcam_against_masks)
 
 
+def input_pixels(inputs) -> int:
+    """The input pixels of a batch (an array or a structure of arrays, channels last)."""
+    import keras
+
+    return sum(math.prod(a.shape[:-1]) for a in keras.tree.flatten(inputs))
+
+
+def concatenate_batches(parts):
+    """Batches (arrays or structures of them) joined along the batch axis."""
+    import keras
+
+    return keras.tree.map_structure(lambda *a: np.concatenate(a), *parts)
+
+
 def predict_batches(model, inputs, pixels: int = EAGER_CALL_PIXELS):
     """``model(batch, training=False)`` over ``inputs`` (an array or a dict of arrays) in
     batches of as many examples as fit ``pixels`` input pixels (at least one), as numpy. A
@@ -122,15 +136,12 @@ def predict_batches(model, inputs, pixels: int = EAGER_CALL_PIXELS):
     the batches are as large as :data:`EAGER_CALL_PIXELS` allows."""
     import keras
 
-    arrays = keras.tree.flatten(inputs)
-    count = len(arrays[0])
-    per_example = sum(math.prod(a.shape[1:-1]) for a in arrays)
-    size = max(1, pixels // max(1, per_example))
-    pieces = [keras.tree.map_structure(
+    count = len(keras.tree.flatten(inputs)[0])
+    size = max(1, pixels // max(1, input_pixels(inputs) // max(1, count)))
+    return concatenate_batches([keras.tree.map_structure(
         keras.ops.convert_to_numpy,
         model(keras.tree.map_structure(lambda a, i=i: a[i:i + size], inputs),
-              training=False)) for i in range(0, count, size)]
-    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *pieces)
+              training=False)) for i in range(0, count, size)])
 
 
 def save_evaluation(result: dict, path: Path) -> Path:

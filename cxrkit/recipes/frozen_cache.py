@@ -19,13 +19,11 @@ batches.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from cxrkit.recipes.evaluate import EAGER_CALL_PIXELS
+from cxrkit.recipes.evaluate import EAGER_CALL_PIXELS, concatenate_batches, input_pixels
 
 
 def _history(tensor):
@@ -104,30 +102,22 @@ def split_frozen(model: keras.Model):
     return prefix, suffix
 
 
-def _join(parts):
-    """Arrays (or structures of them) of several batches, concatenated along the batch."""
-    return keras.tree.map_structure(lambda *a: np.concatenate(a), *parts)
-
-
 def _chunks(batches, pixels: int):
     """The (inputs, targets) ``batches`` joined into as few as fit ``pixels`` input pixels
     each (a batch larger than that stays whole): a frozen prefix runs eagerly, and a call
     costs mostly its per-op dispatch, however many images it takes. The examples keep their
     order."""
-    def size(inputs):
-        return sum(math.prod(a.shape[:-1]) for a in keras.tree.flatten(inputs))
-
     pending, held = [], 0
     for inputs, targets in batches:
         inputs = keras.tree.map_structure(np.asarray, inputs)
         targets = keras.tree.map_structure(np.asarray, targets)
-        if pending and held + size(inputs) > pixels:
-            yield _join([i for i, _ in pending]), _join([t for _, t in pending])
+        if pending and held + input_pixels(inputs) > pixels:
+            yield concatenate_batches(pending)  # (inputs, targets), each joined
             pending, held = [], 0
         pending.append((inputs, targets))
-        held += size(inputs)
+        held += input_pixels(inputs)
     if pending:
-        yield _join([i for i, _ in pending]), _join([t for _, t in pending])
+        yield concatenate_batches(pending)
 
 
 class FrozenCache:
@@ -148,7 +138,8 @@ class FrozenCache:
             features.append(keras.tree.map_structure(np.asarray,
                                                      prefix(inputs, training=False)))
             targets.append(y)
-        self.features, self.targets = _join(features), _join(targets)
+        self.features = concatenate_batches(features)
+        self.targets = concatenate_batches(targets)
         self.count = len(next(iter(keras.tree.flatten(self.targets))))
 
     @property

@@ -118,28 +118,34 @@ def run_recipe(recipe: Recipe, data: str | Path, *, out: str | Path, resume: boo
             run.side.stop()
 
 
+def stage_card(run, stage):
+    """The model card of ``stage``'s model in ``run``: its preprocessing, classes and task."""
+    from cxrkit.card import ModelCard
+    from cxrkit.recipes.tasks import TASKS
+
+    return ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
+
+
 def save_part_cards(run, stage, model) -> None:
     """A model card beside each of ``stage``'s part files that is the stage's whole
     ``model`` (``parts/gazegnn.keras``), so ``cxrkit export`` takes that file as it is."""
-    from cxrkit.card import ModelCard, card_path
+    from cxrkit.card import card_path
     from cxrkit.recipes.parts import part_path
-    from cxrkit.recipes.tasks import TASKS
 
     for part in stage.parts.values():
         if run.parts[part] is model and part_path(run.out, part).is_file():
-            ModelCard(run.preprocessing, tuple(run.class_names),
-                      TASKS[stage.task].card_task).save(card_path(part_path(run.out, part)))
+            stage_card(run, stage).save(card_path(part_path(run.out, part)))
 
 
 def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, trace: dict,
                             echo) -> dict:
     """What follows the stages: test-split evaluation, model files and cards, the SavedModel
     (made here, or by the side process while this one evaluates and reports), the report."""
-    from cxrkit.card import ModelCard, card_path
+    from cxrkit.card import card_path
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
     from cxrkit.recipes.reports import REPORTS
     from cxrkit.recipes.side_process import evaluation_of, exported_stage, loaded_back
-    from cxrkit.recipes.tasks import TASKS, stage_model
+    from cxrkit.recipes.tasks import stage_model
 
     role = run.role
     if role is not None:
@@ -162,7 +168,7 @@ def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, tr
     final = stages[recipe.final_stage()]
     final_model = models[final.name]
     final_model.save(out / "model.keras")
-    card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[final.task].card_task)
+    card = stage_card(run, final)
     card.save(card_path(out / "model.keras"))
     for name, model in models.items():
         if name not in run.aside:  # the side process wrote its own stages' cards

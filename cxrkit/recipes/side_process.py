@@ -248,22 +248,23 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     weights are loaded once they are final (:func:`final_parts`), and every part file is
     checked again once the main process says all are (``side/parts_final``): one that
     changed since (a resumed run that trained a stage again) is loaded again."""
-    from cxrkit.card import ModelCard
     from cxrkit.recipes import engine
     from cxrkit.recipes.config import select_stages
     from cxrkit.recipes.parts import part_path
+    from cxrkit.recipes.run import stage_card
     from cxrkit.recipes.schema import parse
-    from cxrkit.recipes.tasks import TASKS, stage_model
+    from cxrkit.recipes.tasks import stage_model
     from cxrkit.serving.export import build_servable, export_servable
 
     folder = out / "side"
     try:
-        whole = parse(json.loads(recipe_json.read_text()))
-        recipe = parse(select_stages(json.loads(recipe_json.read_text()), [name]))
+        resolved = json.loads(recipe_json.read_text())
+        recipe = parse(select_stages(resolved, [name]))  # a copy
+        whole = parse(resolved)
         run = engine.Run(recipe, data, out)
         run.build_parts()
         stage = recipe.stages[name]
-        card = ModelCard(run.preprocessing, tuple(run.class_names), TASKS[stage.task].card_task)
+        card = stage_card(run, stage)
         servable = build_servable(stage_model(stage, run.parts), card)
         loaded = {}  # part -> (mtime, size) of the file its weights were loaded from
 
@@ -272,7 +273,8 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
                 path = part_path(out, part)
                 if not path.is_file():
                     continue  # never trained: the seeded initial weights
-                stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+                stat = path.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
                 if loaded.get(part) != stamp:
                     try:
                         run.parts[part].load_weights(path)
