@@ -28,6 +28,21 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"cxrkit, version {__version__}"
 
 
+def test_the_console_script_relaxes_full_collections_and_freezes_at_exit():
+    """cxrkit.gc_policy: full collections 100x rarer while a command runs; every live object
+    frozen out of the collector once it is done (the exit, with an error too)."""
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print(gc.get_threshold()[2], gc.get_freeze_count() > 0))\n"
+             "from cxrkit.cli import main\n"
+             "sys.argv = ['cxrkit'] + sys.argv[1:]\n"
+             "main()\n")
+    for args, status in ((["--version"], 0), (["data", "dicom-info", "/no/such.dcm"], 1)):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == status, done.stderr
+        assert done.stdout.splitlines()[-1] == "1000 True"
+
+
 def test_every_command_has_help():
     assert set(cli.commands) >= GROUPS
     paths = list(_commands(cli))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from tensorboard_images import written_images
 
 from cxrkit.models import GazeDiagnosisNet, build_parts, encoder_model, saliency_model
 from cxrkit.recipes.frozen_cache import FrozenCache, split_frozen
@@ -160,3 +161,9 @@ def test_a_stage_trained_on_the_cache_ends_with_the_same_weights(egd_records, tm
     assert max(np.abs(a - b).max() for a, b in zip(weights[True], initial, strict=True)) > 1e-3
     for cached, direct in zip(weights[True], weights[False], strict=True):
         np.testing.assert_allclose(cached, direct, rtol=1e-4, atol=1e-5)
+    # the TensorBoard saliency images take the cached outputs of the same images
+    images = [written_images(tmp_path / str(cache) / "tensorboard" / "saliency" / "images",
+                             "images/saliency") for cache in (False, True)]
+    assert sorted(images[True]) == sorted(images[False]) == [0, 1]
+    for step, maps in images[True].items():
+        np.testing.assert_allclose(maps.astype(float), images[False][step], atol=2.0)

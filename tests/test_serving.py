@@ -27,6 +27,7 @@ from cxrkit.errors import CxrkitError
 from cxrkit.models import GazeDiagnosisNet, build_classifier, build_parts
 from cxrkit.preprocessing import EgdCxrPreprocessing, SiimAcrPreprocessing, read_image
 from cxrkit.serving import export_model, predict_local
+from cxrkit.serving.export import CARD_NAME, build_servable, export_servable, stage_export
 
 EGD = ("Normal", "CHF", "pneumonia")
 SIZE = (32, 32)
@@ -264,6 +265,41 @@ def test_export_of_a_siim_classifier_has_no_bytes_signature(tmp_path):
     p1 = 1 / (1 + np.exp(-np.asarray(model(x))[:, 0]))
     got = signatures["serving_default"](image=tf.constant(x))["probabilities"].numpy()
     np.testing.assert_allclose(got, np.stack([1 - p1, p1], 1), atol=1e-5)
+
+
+def test_a_staged_export_publishes_the_weights_loaded_after_it(tmp_path):
+    """The side process saves the SavedModel before the final weights exist and writes them
+    in when it publishes: the result serves the final weights, and its variables are, key for
+    key and value for value, those of a SavedModel saved directly with them."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((*SIZE, 1)), keras.layers.Conv2D(4, 3),
+                              keras.layers.BatchNormalization(),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    card = ModelCard(EgdCxrPreprocessing(SIZE, canvas=CANVAS), EGD)
+    servable = build_servable(model, card)
+    to = tmp_path / "saved_models"
+    staged = stage_export(servable, card, "net", to=to)
+    assert staged.target == to / "net" / "1" and not staged.target.exists()
+    assert not (to / "models.config").exists()  # hidden until published
+    rng = np.random.default_rng(4)
+    for variable in model.variables:  # the final weights, loaded after staging
+        variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
+    folder = staged.publish()
+    assert folder == staged.target and not staged.partial.exists()
+    assert "name: 'net'" in (to / "models.config").read_text()
+    assert ModelCard.load(folder / "assets.extra" / CARD_NAME) == card
+    x = rng.random((2, *SIZE, 1), dtype="float32")
+    got = tf.saved_model.load(str(folder)).signatures["serving_default"](image=tf.constant(x))
+    np.testing.assert_allclose(got["probabilities"].numpy(),
+                               _softmax(np.asarray(model(x, training=False))), atol=1e-5)
+    direct = export_servable(servable, card, "direct", to=to)
+    published, saved = (tf.train.load_checkpoint(str(f / "variables" / "variables"))
+                        for f in (folder, direct))
+    keys = set(saved.get_variable_to_shape_map()) - {"_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert set(published.get_variable_to_shape_map()) - {"_CHECKPOINTABLE_OBJECT_GRAPH"} == keys
+    assert len(keys) == len(model.variables)
+    for key in keys:
+        np.testing.assert_array_equal(published.get_tensor(key), saved.get_tensor(key))
 
 
 def test_predict_names_malformed_cards_and_folders_that_are_not_exports(exported, tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from cxrkit import __version__
+from cxrkit import __version__, gc_policy
 from cxrkit.cli.data import data
 from cxrkit.cli.explain import explain
 from cxrkit.cli.models import models
@@ -50,5 +50,9 @@ for group in (data, models, explain, recipe, export, predict):
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="cxrkit")
+    """Console-script entry point, with cxrkit's collector policy (:mod:`cxrkit.gc_policy`)."""
+    gc_policy.for_traced_models()
+    try:
+        cli(prog_name="cxrkit")
+    finally:  # click ends every command with SystemExit
+        gc_policy.at_exit()

@@ -220,7 +220,9 @@ class Run:
         """The stage's optimiser (:func:`make_optimizer`)."""
         return make_optimizer(stage, self.recipe.training)
 
-    def callbacks(self, stage: Stage, monitor: str, model, prefix=None) -> list:
+    def callbacks(self, stage: Stage, monitor: str, model, caches=None) -> list:
+        """Keras' and cxrkit's callbacks of a stage; ``caches`` ({split: FrozenCache}) when
+        ``model`` trains on the frozen parts' cached outputs (the saliency images' inputs)."""
         t = self.recipe.training
         logdir = self.out / "tensorboard" / stage.name
         found = []
@@ -244,8 +246,10 @@ class Run:
             split = "validation" if self.count("validation") else "train"
             batch = next(iter(load(self.data, split, batch_size=4)))
             images = batch["image"].numpy()
+            inputs = None if caches is None else keras.tree.map_structure(  # the same images
+                lambda a: a[:len(images)], caches[split].features)
             found.append(SaliencyImages(str(logdir / "images"), images, batch["heatmap"].numpy(),
-                                        inputs=None if prefix is None else prefix(images)))
+                                        inputs=inputs))
         return found
 
     def frozen_split(self, stage: Stage, model):
@@ -272,16 +276,19 @@ class Run:
         return split
 
     def cached_splits(self, stage: Stage, prefix):
-        """The train and validation batches of the frozen parts' outputs, computed once."""
-        train = FrozenCache(prefix, self.dataset("train", stage, training=False))
-        val = (FrozenCache(prefix, self.dataset("validation", stage, training=False))
-               if self.count("validation") else None)
-        size = train.nbytes + (val.nbytes if val else 0)
+        """The train and validation batches of the frozen parts' outputs, computed once, and
+        the caches themselves ({split: FrozenCache}, in the records' order)."""
+        caches = {"train": FrozenCache(prefix, self.dataset("train", stage, training=False))}
+        if self.count("validation"):
+            caches["validation"] = FrozenCache(
+                prefix, self.dataset("validation", stage, training=False))
+        size = sum(cache.nbytes for cache in caches.values())
         self.echo(f"stage {stage.name}: outputs of the frozen {', '.join(frozen_parts(stage))} "
                   f"computed once ({size / 2**20:.1f} MiB); training the rest on them")
         batch = self.global_batch(stage)
-        return (train.dataset(batch, shuffle=True, seed=self.recipe.seed),
-                val.dataset(batch, shuffle=False) if val else None)
+        val = caches.get("validation")
+        return (caches["train"].dataset(batch, shuffle=True, seed=self.recipe.seed),
+                val.dataset(batch, shuffle=False) if val else None, caches)
 
     def seed_stage(self, stage: Stage) -> None:
         """Seeds the stage's own random stream (the reader's shuffle, which TensorFlow also
@@ -316,7 +323,7 @@ class Run:
             train = self.dataset("train", stage, training=True, balanced=balanced)
             val = self.dataset("validation", stage, training=False) if has_val else None
         else:
-            train, val = self.cached_splits(stage, prefix)
+            train, val, caches = self.cached_splits(stage, prefix)
         steps = math.ceil(self.count("train") / self.global_batch(stage)) if balanced else None
         monitor = "val_loss" if has_val else "loss"
         started = time.time()
@@ -332,7 +339,7 @@ class Run:
             history = model.fit(train, validation_data=val, epochs=stage.epochs,
                                 steps_per_epoch=steps,
                                 callbacks=self.callbacks(stage, monitor, model,
-                                                         None if split is None else prefix),
+                                                         None if split is None else caches),
                                 shuffle=False,  # the reader shuffles; Keras cannot shuffle
                                 verbose=1 if sys.stdout.isatty() else 2)
         for layer in unused:  # frozen for this stage's view only

@@ -21,10 +21,11 @@ the child's standard error and tracebacks). The child ends when the main process
 or not.
 
 When the run exports its final model (``[export] name``; :func:`exported_stage`), the child
-makes the SavedModel too: after its stages it builds that model and traces its signatures, waits
-until the main process has trained its last stage (``side/parts_final``), loads the final part
-files and saves, while the main process evaluates and reports. It
-records the version folder or its error in ``side/export.json``, which the main process
+makes the SavedModel too: after its stages it builds that model, traces its signatures and
+saves it, still hidden (:func:`cxrkit.serving.export.stage_export`), waits until the main
+process has trained its last stage (``side/parts_final``), loads the final part files and
+writes their weights into it (about a second), while the main process evaluates and reports.
+It records the version folder or its error in ``side/export.json``, which the main process
 reads before its closing lines.
 
 Results do not depend on where a stage ran: each part's initial weights come from a seed of its
@@ -243,8 +244,9 @@ def final_parts(recipe: Recipe, out: Path) -> list[str]:
 def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     """Exports stage ``name``'s model with the final part files, as the main process would
     have: the same parts, card and SavedModel layout
-    (:func:`cxrkit.serving.export.export_servable`). The signatures are traced first, while
-    the main process still trains (they read the weights loaded afterwards); each part's
+    (:func:`cxrkit.serving.export.export_servable`). The signatures are traced and the
+    SavedModel staged first, while the main process still trains (the signatures read the
+    weights loaded afterwards, and publishing writes them into it); each part's
     weights are loaded once they are final (:func:`final_parts`), and every part file is
     checked again once the main process says all are (``side/parts_final``): one that
     changed since (a resumed run that trained a stage again) is loaded again."""
@@ -254,7 +256,7 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     from cxrkit.recipes.run import stage_card
     from cxrkit.recipes.schema import parse
     from cxrkit.recipes.tasks import stage_model
-    from cxrkit.serving.export import build_servable, export_servable
+    from cxrkit.serving.export import build_servable, export_servable, stage_export
 
     folder = out / "side"
     try:
@@ -284,11 +286,17 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
                         continue  # a file being replaced: loaded at the end
                     loaded[part] = stamp
 
+        staged = None
         while not (folder / PARTS_FINAL).is_file():
             load([p for p in final_parts(whole, out) if p in run.parts], early=True)
-            time.sleep(0.2)
+            if staged is None:  # saved now, while the main process trains
+                staged = stage_export(servable, card, recipe.export.name,
+                                      to=out / "saved_models")
+            else:
+                time.sleep(0.2)
         load(list(run.parts), early=False)
-        target = export_servable(servable, card, recipe.export.name, to=out / "saved_models")
+        target = (staged.publish() if staged is not None else
+                  export_servable(servable, card, recipe.export.name, to=out / "saved_models"))
         status = {"status": "done", "folder": str(target)}
     except Exception as err:  # reported by the main process, which stops
         traceback.print_exc()
@@ -297,6 +305,9 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
+    from cxrkit import gc_policy
+
+    gc_policy.for_traced_models()  # as the command line does
     args = sys.argv[1:]
     _exit_with(int(args[0]))
     _train(Path(args[1]), Path(args[2]), Path(args[3]), args[4].split(","),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -128,6 +129,19 @@ class Servable:
         """Writes the SavedModel whose signatures are these functions."""
         tf.saved_model.save(self.module, os.fspath(path), signatures=self.signatures)
 
+    def write_variables(self, path: str | os.PathLike) -> None:
+        """Writes the variables' current values over those of the SavedModel that :meth:`save`
+        wrote at ``path``. Its graph does not depend on them, so a SavedModel saved before the
+        final weights were loaded becomes the one :meth:`save` would write now, for about a
+        tenth of the time (the demo's network: 0.9 s against 7.7 s). The checkpoint holds
+        save's keys and values; its object graph numbers the module's objects as a
+        ``tf.train.Checkpoint`` does, without save's ``signatures`` node, and loaders (TensorFlow
+        Serving by key, ``tf.saved_model.load`` by name) read it alike (tests/test_export.py).
+        """
+        variables = Path(path) / "variables"
+        shutil.rmtree(variables)
+        tf.train.Checkpoint(self.module).write(os.fspath(variables / "variables"))
+
 
 def build_servable(model: keras.Model, card: ModelCard) -> Servable:
     """The model's variables and its signatures, traced: ``serving_default`` and (when the
@@ -222,17 +236,45 @@ def export_loaded(model: keras.Model, card: ModelCard, name: str, *,
     return export_servable(build_servable(model, card), card, name, version=version, to=to)
 
 
-def export_servable(servable: Servable, card: ModelCard, name: str, *,
-                    version: int | None = None, to: str | os.PathLike = "saved_models") -> Path:
-    """Writes ``servable`` with its card as version ``version`` (the next one when None) of
-    ``<to>/<name>``, and ``<to>/models.config``; returns the version folder, which appears
-    whole or not at all."""
+@dataclasses.dataclass
+class StagedExport:
+    """A SavedModel written ahead of its final weights (:func:`stage_export`) into a hidden
+    folder beside the version folder it will become."""
+
+    servable: Servable
+    target: Path
+    partial: Path
+
+    def publish(self, *, write_variables: bool = True) -> Path:
+        """Writes the servable's current weights into the SavedModel (unless
+        ``write_variables`` is False: unchanged since staging), makes it the version folder
+        (whole or not at all) and lists it in ``models.config``; returns the version folder."""
+        if write_variables:
+            self.servable.write_variables(self.partial)
+        self.partial.replace(self.target)
+        write_models_config(self.target.parent.parent)
+        return self.target
+
+
+def stage_export(servable: Servable, card: ModelCard, name: str, *, version: int | None = None,
+                 to: str | os.PathLike = "saved_models") -> StagedExport:
+    """Saves ``servable`` with its card as the coming version ``version`` (the next one when
+    None) of ``<to>/<name>``, still hidden. Saving is most of an export's time; the side
+    process of a run (:mod:`cxrkit.recipes.side_process`) stages while the main process
+    still trains, and publishes once the final weights are loaded."""
     target = version_folder(name, version, to)
     partial = target.parent / f".{target.name}.partial"
     servable.save(partial)
     extra = partial / "assets.extra"
     extra.mkdir(exist_ok=True)
     card.save(extra / CARD_NAME)
-    partial.replace(target)
-    write_models_config(Path(to))
-    return target
+    return StagedExport(servable, target, partial)
+
+
+def export_servable(servable: Servable, card: ModelCard, name: str, *,
+                    version: int | None = None, to: str | os.PathLike = "saved_models") -> Path:
+    """Writes ``servable`` with its card as version ``version`` (the next one when None) of
+    ``<to>/<name>``, and ``<to>/models.config``; returns the version folder, which appears
+    whole or not at all."""
+    return stage_export(servable, card, name, version=version, to=to).publish(
+        write_variables=False)
