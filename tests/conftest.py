@@ -15,10 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from cxrkit import gc_policy
+
 # Two xdist workers share two cores: one TensorFlow thread each (and in the cxrkit processes
 # the tests start, which inherit this environment) instead of two apiece fighting for them.
 for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
+
+# The command line's collector policy: the workers trace dozens of models, and full collections
+# would walk all of their graphs again and again (cxrkit.gc_policy).
+gc_policy.for_traced_models()
 
 # The files that take longest (seconds of test time on 2 cores, measured with --durations=0),
 # run first: xdist hands files to the two workers in collection order, and a long file handed
