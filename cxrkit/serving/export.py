@@ -136,7 +136,7 @@ class Servable:
         tenth of the time (the demo's network: 0.9 s against 7.7 s). The checkpoint holds
         save's keys and values; its object graph numbers the module's objects as a
         ``tf.train.Checkpoint`` does, without save's ``signatures`` node, and loaders (TensorFlow
-        Serving by key, ``tf.saved_model.load`` by name) read it alike (tests/test_export.py).
+        Serving by key, ``tf.saved_model.load`` by name) read it alike (tests/test_serving.py).
         """
         variables = Path(path) / "variables"
         shutil.rmtree(variables)
