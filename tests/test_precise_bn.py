@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from cxrkit.models.fused_batch_norm import BatchNormalization as FusedBatchNormalization
 from cxrkit.recipes.precise_bn import recompute_batchnorm, trainable_batchnorms
 
 
@@ -29,3 +30,42 @@ def test_moving_statistics_become_the_average_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-3)
     np.testing.assert_array_equal(frozen.moving_mean.numpy(), frozen_stats)
     assert bn.momentum == 0.99  # restored
+
+
+def _normalised(h, layer):
+    mean, var = h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))
+    out = (h - mean) / np.sqrt(var + layer.epsilon) * np.asarray(layer.gamma)
+    return out + np.asarray(layer.beta), mean, var
+
+
+def test_fused_layers_in_a_chain_get_the_average_of_each_batchs_own_statistics():
+    """cxrkit's fused layers (the demo's), two in a chain, batches of 4, 4 and 2 through one
+    traced forward: the second layer's statistics are those of the first layer's
+    batch-normalised outputs, batch by batch, as numpy computes them."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((5, 5, 2))
+    first, second = FusedBatchNormalization(name="first"), FusedBatchNormalization(name="second")
+    h = first(keras.layers.Dense(3, name="d1")(inputs))
+    model = keras.Model([inputs], second(keras.layers.Dense(2, name="d2")(h)))
+    rng = np.random.default_rng(7)
+    for layer in (first, second):
+        layer.gamma.assign(rng.uniform(0.5, 2, layer.gamma.shape))
+        layer.beta.assign(rng.normal(0, 1, layer.beta.shape))
+    batches = [(np.random.default_rng(i).normal(i, 1 + i, (n, 5, 5, 2)).astype("float32"),
+                np.zeros(n)) for i, n in enumerate([4, 4, 2])]
+    assert recompute_batchnorm(model, iter(batches)) == 3
+    w1, b1 = (np.asarray(v) for v in model.get_layer("d1").weights)
+    w2, b2 = (np.asarray(v) for v in model.get_layer("d2").weights)
+    stats = {"first": [], "second": []}
+    for x, _ in batches:
+        n1, m1, v1 = _normalised(x @ w1 + b1, first)
+        _, m2, v2 = _normalised(n1 @ w2 + b2, second)
+        stats["first"].append((m1, v1))
+        stats["second"].append((m2, v2))
+    for layer in (first, second):
+        means, variances = zip(*stats[layer.name], strict=True)
+        np.testing.assert_allclose(layer.moving_mean.numpy(), np.mean(means, axis=0),
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), np.mean(variances, axis=0),
+                                   rtol=1e-4)
+        assert layer.momentum == 0.99
