@@ -78,6 +78,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
                                     + variance * ((count - 1.0) / count))
         return outputs
 
+
 def fuse_batch_norms(model: keras.Model) -> int:
     """Switches every Keras ``BatchNormalization`` in ``model`` and the models nested in it to
     :class:`BatchNormalization` of this module; returns how many. Weights, config and weight

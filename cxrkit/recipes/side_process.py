@@ -244,7 +244,7 @@ def final_parts(recipe: Recipe, out: Path) -> list[str]:
 def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     """Exports stage ``name``'s model with the final part files, as the main process would
     have: the same parts, card and SavedModel layout
-    (:func:`cxrkit.serving.export.export_servable`). The signatures are traced and the
+    (:func:`cxrkit.serving.export.stage_export`). The signatures are traced and the
     SavedModel staged first, while the main process still trains (the signatures read the
     weights loaded afterwards, and publishing writes them into it); each part's
     weights are loaded once they are final (:func:`final_parts`), and every part file is
@@ -256,7 +256,7 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     from cxrkit.recipes.run import stage_card
     from cxrkit.recipes.schema import parse
     from cxrkit.recipes.tasks import stage_model
-    from cxrkit.serving.export import build_servable, export_servable, stage_export
+    from cxrkit.serving.export import build_servable, stage_export
 
     folder = out / "side"
     try:
@@ -286,17 +286,13 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
                         continue  # a file being replaced: loaded at the end
                     loaded[part] = stamp
 
-        staged = None
+        # saved now, while the main process trains; publishing writes the final weights in
+        staged = stage_export(servable, card, recipe.export.name, to=out / "saved_models")
         while not (folder / PARTS_FINAL).is_file():
             load([p for p in final_parts(whole, out) if p in run.parts], early=True)
-            if staged is None:  # saved now, while the main process trains
-                staged = stage_export(servable, card, recipe.export.name,
-                                      to=out / "saved_models")
-            else:
-                time.sleep(0.2)
+            time.sleep(0.2)
         load(list(run.parts), early=False)
-        target = (staged.publish() if staged is not None else
-                  export_servable(servable, card, recipe.export.name, to=out / "saved_models"))
+        target = staged.publish()
         status = {"status": "done", "folder": str(target)}
     except Exception as err:  # reported by the main process, which stops
         traceback.print_exc()
