@@ -8,7 +8,9 @@
 - :func:`freeze` / :func:`unfreeze` / :func:`set_trainable` — what the recipes toggle;
 - :func:`fuse_batch_norms` — Keras' BatchNorm with its training step in one TensorFlow kernel
   (the recipes switch every part to it; importing this package registers the layer, so saved
-  parts load).
+  parts load);
+- importing this package also mends the cache Keras' saving means to keep
+  (:mod:`cxrkit.models.keras_saving_cache`): saving DenseNet201 takes ~30 % less time.
 """
 
 from cxrkit.models.backbones import SPECS, BackboneSpec, build_backbone, get_spec

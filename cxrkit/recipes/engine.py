@@ -58,7 +58,14 @@ from cxrkit.recipes.callbacks import PlateauSchedule, SaliencyImages, hparams_ca
 from cxrkit.recipes.frozen_cache import FrozenCache, split_frozen
 from cxrkit.recipes.fused_optimizers import FusedAdam, FusedAdamW, FusedSGD
 from cxrkit.recipes.multi_worker import fix_keras_multi_worker_logs, worker_role
-from cxrkit.recipes.parts import build_parts, part_path, part_seed, publish, save_part
+from cxrkit.recipes.parts import (
+    build_parts,
+    load_part_weights,
+    part_path,
+    part_seed,
+    publish,
+    save_part,
+)
 from cxrkit.recipes.precise_bn import recompute_batchnorm
 from cxrkit.recipes.schema import Recipe, Stage
 from cxrkit.recipes.side_process import SideProcess, loaded_back, side_stages
@@ -213,7 +220,7 @@ class Run:
             if not path.is_file() or sha256_file(path) != digest:
                 raise CxrkitError(f"stage {name}: saved part {path} is missing or changed")
         for part in record["parts"]:
-            self.parts[part].load_weights(self.stage_dir(name) / "parts" / f"{part}.keras")
+            load_part_weights(self.parts[part], self.stage_dir(name) / "parts" / f"{part}.keras")
         return record
 
     def optimizer(self, stage: Stage):
@@ -346,8 +353,9 @@ class Run:
             layer.trainable = True
         if stage.precise_bn_batches:
             batches = train if split is not None else self.dataset("train", stage, training=True)
-            used = recompute_batchnorm(model, batches.take(stage.precise_bn_batches))
-            self.echo(f"stage {stage.name}: BatchNorm statistics recomputed over {used} batches")
+            used, images = recompute_batchnorm(model, batches.take(stage.precise_bn_batches))
+            self.echo(f"stage {stage.name}: BatchNorm statistics recomputed from {images} "
+                      f"training images ({used} batches)")
         record = {"parts": {}, "epochs_run": len(history.history.get("loss", [])),
                   "seconds": round(time.time() - started, 1),
                   "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}

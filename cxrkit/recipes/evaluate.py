@@ -128,6 +128,26 @@ def concatenate_batches(parts):
     return keras.tree.map_structure(lambda *a: np.concatenate(a), *parts)
 
 
+def joined_batches(batches, pixels: int = EAGER_CALL_PIXELS, *, inputs_of=lambda batch: batch):
+    """``batches`` (arrays or structures of them) joined along the batch axis into as few as
+    fit ``pixels`` input pixels each (those of ``inputs_of(batch)``; a batch larger than that
+    stays whole), as numpy: a model called eagerly costs mostly its per-op dispatch, however
+    many images a call takes. The examples keep their order."""
+    import keras
+
+    pending, held = [], 0
+    for batch in batches:
+        batch = keras.tree.map_structure(np.asarray, batch)
+        size = input_pixels(inputs_of(batch))
+        if pending and held + size > pixels:
+            yield concatenate_batches(pending)
+            pending, held = [], 0
+        pending.append(batch)
+        held += size
+    if pending:
+        yield concatenate_batches(pending)
+
+
 def predict_batches(model, inputs, pixels: int = EAGER_CALL_PIXELS):
     """``model(batch, training=False)`` over ``inputs`` (an array or a dict of arrays) in
     batches of as many examples as fit ``pixels`` input pixels (at least one), as numpy. A

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cxrkit.recipes.evaluate import EAGER_CALL_PIXELS, concatenate_batches, input_pixels
+from cxrkit.recipes.evaluate import EAGER_CALL_PIXELS, concatenate_batches, joined_batches
 
 
 def _history(tensor):
@@ -102,24 +102,6 @@ def split_frozen(model: keras.Model):
     return prefix, suffix
 
 
-def _chunks(batches, pixels: int):
-    """The (inputs, targets) ``batches`` joined into as few as fit ``pixels`` input pixels
-    each (a batch larger than that stays whole): a frozen prefix runs eagerly, and a call
-    costs mostly its per-op dispatch, however many images it takes. The examples keep their
-    order."""
-    pending, held = [], 0
-    for inputs, targets in batches:
-        inputs = keras.tree.map_structure(np.asarray, inputs)
-        targets = keras.tree.map_structure(np.asarray, targets)
-        if pending and held + input_pixels(inputs) > pixels:
-            yield concatenate_batches(pending)  # (inputs, targets), each joined
-            pending, held = [], 0
-        pending.append((inputs, targets))
-        held += input_pixels(inputs)
-    if pending:
-        yield concatenate_batches(pending)
-
-
 class FrozenCache:
     """The prefix's outputs over a split, with the stage's targets, held in memory.
 
@@ -134,7 +116,7 @@ class FrozenCache:
 
     def __init__(self, prefix: keras.Model, batches, chunk_pixels: int = EAGER_CALL_PIXELS):
         features, targets = [], []
-        for inputs, y in _chunks(batches, chunk_pixels):
+        for inputs, y in joined_batches(batches, chunk_pixels, inputs_of=lambda b: b[0]):
             features.append(keras.tree.map_structure(np.asarray,
                                                      prefix(inputs, training=False)))
             targets.append(y)

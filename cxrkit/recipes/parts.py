@@ -27,12 +27,15 @@ function ``(context, **options) -> keras.Model``.
 from __future__ import annotations
 
 import shutil
+import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrkit.errors import CxrkitError
+from cxrkit.models.keras_saving_cache import cache_attribute_skipsets
 from cxrkit.recipes.registry import Registry
 
 
@@ -218,8 +221,32 @@ def save_part(part, path: Path) -> None:
     """Saves a part atomically (a stage counts as done only when its parts exist whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.keras")
+    cache_attribute_skipsets()
     part.save(partial)
     partial.replace(path)
+
+
+WEIGHTS_MEMBER = "model.weights.h5"  # where a .keras file keeps its weights
+
+
+def load_part_weights(model, path: Path) -> None:
+    """``model.load_weights(path)`` for a saved part (a ``.keras`` file), the same weights
+    read a faster way: Keras reads the HDF5 weights inside the zip in place, and each of
+    h5py's backward seeks re-reads the member from its start (1.2-1.5 s instead of 3.3-3.4 s
+    for the demo's DenseNet201 on 2 CPU cores). Here the member is read whole into a
+    temporary ``.weights.h5`` file, which Keras loads as it loads the zip's. A file that is
+    not a Keras zip with weights raises ``CxrkitError`` naming it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(WEIGHTS_MEMBER)
+    except (OSError, zipfile.BadZipFile, KeyError) as err:
+        raise CxrkitError(f"{path}: not a saved Keras model with {WEIGHTS_MEMBER} "
+                          f"({err})") from None
+    cache_attribute_skipsets()
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "part.weights.h5"
+        weights.write_bytes(data)
+        model.load_weights(weights)
 
 
 def publish(source: Path, target: Path) -> None:

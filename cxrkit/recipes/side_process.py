@@ -252,7 +252,7 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
     changed since (a resumed run that trained a stage again) is loaded again."""
     from cxrkit.recipes import engine
     from cxrkit.recipes.config import select_stages
-    from cxrkit.recipes.parts import part_path
+    from cxrkit.recipes.parts import load_part_weights, part_path
     from cxrkit.recipes.run import stage_card
     from cxrkit.recipes.schema import parse
     from cxrkit.recipes.tasks import stage_model
@@ -279,7 +279,7 @@ def _export(recipe_json: Path, data: Path, out: Path, name: str) -> None:
                 stamp = (stat.st_mtime_ns, stat.st_size)
                 if loaded.get(part) != stamp:
                     try:
-                        run.parts[part].load_weights(path)
+                        load_part_weights(run.parts[part], path)
                     except Exception:
                         if not early:
                             raise
