@@ -22,6 +22,7 @@ from cxrkit.models.gazegnn import (
     resize_columns_bicubic,
     sincos_embedding,
 )
+from cxrkit.models.layers import GroupedPointwiseConv2D
 
 
 def _pytorch_count(weights) -> int:
@@ -107,6 +108,39 @@ def test_dynamic_graph_conv_layer_against_numpy():
     normed = (conv - mean) / np.sqrt(var + 1e-5) * gamma + beta
     want = 0.5 * normed * (1 + erf(normed / np.sqrt(2)))
     np.testing.assert_allclose(got.reshape(2, 16, -1), want, rtol=1e-4, atol=1e-5)
+
+
+def test_grouped_pointwise_conv_is_keras_grouped_conv(tmp_path):
+    """The graph convolution's grouped 1 x 1 conv, as an einsum, against Keras' grouped
+    Conv2D (which TensorFlow computes with XLA on a CPU): outputs, gradients, weights and a
+    saved model."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(3, 5, 5, 16)).astype("float32"))
+    ours, keras_own = GroupedPointwiseConv2D(8, 1, groups=4), keras.layers.Conv2D(8, 1, groups=4)
+    ours.build(x.shape)
+    keras_own.build(x.shape)
+    assert [w.shape for w in ours.weights] == [w.shape for w in keras_own.weights]
+    for mine, theirs in zip(ours.weights, keras_own.weights, strict=True):
+        theirs.assign(rng.normal(size=theirs.shape).astype("float32"))
+        mine.assign(theirs)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        got, want = ours(x), keras_own(x)
+        got_loss, want_loss = tf.reduce_sum(got ** 3), tf.reduce_sum(want ** 3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for mine, theirs in [(x, x), (ours.kernel, keras_own.kernel), (ours.bias, keras_own.bias)]:
+        np.testing.assert_allclose(tape.gradient(got_loss, mine), tape.gradient(want_loss, theirs),
+                                   rtol=1e-4, atol=1e-4)
+    inputs = keras.Input((5, 5, 16))
+    model = keras.Model(inputs, GroupedPointwiseConv2D(8, 1, groups=4, name="conv")(inputs))
+    model.get_layer("conv").set_weights(ours.get_weights())
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "m.keras")(x), want,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="1 x 1"):
+        GroupedPointwiseConv2D(8, 3, groups=4)
 
 
 def _their_patch_gaze(gaze: np.ndarray) -> np.ndarray:

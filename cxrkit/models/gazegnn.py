@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from cxrkit.models.layers import GrayscaleToRGB
+from cxrkit.models.layers import GrayscaleToRGB, GroupedPointwiseConv2D
 
 CHANNELS = (48, 96, 240, 384)
 BLOCKS = (2, 2, 6, 2)
@@ -135,7 +135,7 @@ class DynamicGraphConv(layers.Layer):
         if rows != cols:
             raise ValueError(f"GazeGNN needs square maps, got {rows} x {cols}")
         self.grid = (rows, cols, channels)  # static, whatever shape a graph call sees
-        self.conv = layers.Conv2D(2 * channels, 1, groups=4, name="conv")
+        self.conv = GroupedPointwiseConv2D(2 * channels, 1, groups=4, name="conv")
         self.conv.build((None, rows, cols, 2 * channels))
         self.norm = layers.BatchNormalization(epsilon=EPSILON, momentum=0.9, name="norm")
         self.norm.build((None, rows, cols, 2 * channels))
