@@ -68,7 +68,8 @@ def recompute_batchnorm(model: keras.Model, batches,
             images += count
             for layer in layers:  # a running average, each call weighted by its images
                 layer.momentum = 1.0 - count / images
-            model(joined, training=True)
+            # tensors: Keras warns when numpy arrays go into a model of list inputs
+            model(keras.tree.map_structure(keras.ops.convert_to_tensor, joined), training=True)
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
