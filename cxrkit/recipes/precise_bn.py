@@ -11,11 +11,12 @@ mode) are left alone.
 The training batches are joined into as few training-mode calls of the model as fit
 :data:`~cxrkit.recipes.evaluate.EAGER_CALL_PIXELS` input pixels each (all of a demo stage's
 images in one call; 6 images of the real set at 640 x 512), because an eager call of
-DenseNet201 costs mostly its per-op dispatch, ~0.7 s on 2 CPU cores whether it takes 6 images
-or 42. Each layer's moving mean and variance become the average of the calls' statistics,
-weighted by their image counts; a call's variance is the biased variance over all of its
-images, so, where Detectron2 averages the variances of batches of the training size, one call
-over a whole small split gives that split's variance, spread between batch means included.
+DenseNet201 costs mostly its per-op dispatch: on 2 CPU cores a training-mode call on 12 demo
+images took 0.7-1.3 s, one on all 42 1.5-1.7 s. Each layer's moving mean and variance become
+the average of the calls' statistics, weighted by their image counts; a call's variance is
+the biased variance over all of its images, so, where Detectron2 averages the variances of
+batches of the training size, one call over a whole small split gives that split's variance,
+spread between batch means included.
 """
 
 from __future__ import annotations
