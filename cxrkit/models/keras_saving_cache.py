@@ -12,11 +12,12 @@ cores, 0.95-1.54 s with the cache (three saves each, twice).
 :func:`cache_attribute_skipsets` computes each kind's set once, with Keras' own function, and
 stores it under the key Keras reads. The sets are what Keras would compute every time, so the
 files hold the same config and weights. The recipes call it before they save or load a part
-or a run's model (:mod:`cxrkit.recipes.parts`), not at import: building the reference
-objects creates TensorFlow state (an optimiser's variables), and a multi-worker strategy must
-be made before any. It costs a few lookups once the sets are cached, and
-``keras.backend.clear_session()``, which clears Keras' global state, this cache with it, is
-answered by the next call. If Keras moves these internals, it does nothing.
+or a run's model (``save_part`` and ``load_part_weights`` in :mod:`cxrkit.recipes.parts`),
+not at import: building the reference objects creates TensorFlow state (an optimiser's
+variables), and a multi-worker strategy must be made before any. It costs a few lookups
+once the sets are cached, and ``keras.backend.clear_session()``, which clears Keras' global
+state, this cache with it, is answered by the next call. If Keras moves these internals, it
+does nothing.
 """
 
 from __future__ import annotations

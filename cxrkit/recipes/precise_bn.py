@@ -56,13 +56,14 @@ def recompute_batchnorm(model: keras.Model, batches,
     how many batches and images it used."""
     layers = trainable_batchnorms(model)
     momenta = [layer.momentum for layer in layers]
-    used = [0]
+    used = images = 0
 
     def inputs():
-        for used[0], batch in enumerate(batches, start=1):
+        nonlocal used
+        for batch in batches:
+            used += 1
             yield batch[0] if isinstance(batch, tuple) else batch
 
-    images = 0
     try:
         for joined in joined_batches(inputs(), pixels):
             count = len(keras.tree.flatten(joined)[0])
@@ -74,4 +75,4 @@ def recompute_batchnorm(model: keras.Model, batches,
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
-    return used[0], images
+    return used, images

@@ -142,8 +142,8 @@ def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, tr
     """What follows the stages: test-split evaluation, model files and cards, the SavedModel
     (made here, or by the side process while this one evaluates and reports), the report."""
     from cxrkit.card import card_path
-    from cxrkit.models.keras_saving_cache import cache_attribute_skipsets
     from cxrkit.recipes.evaluate import evaluate_stage, load_test_split
+    from cxrkit.recipes.parts import save_part
     from cxrkit.recipes.reports import REPORTS
     from cxrkit.recipes.side_process import evaluation_of, exported_stage, loaded_back
     from cxrkit.recipes.tasks import stage_model
@@ -168,8 +168,7 @@ def _evaluate_export_report(run, recipe: Recipe, data: Path, out: Path, note, tr
                for name, stage in stages.items() if stage.evaluate != "none"}
     final = stages[recipe.final_stage()]
     final_model = models[final.name]
-    cache_attribute_skipsets()
-    final_model.save(out / "model.keras")
+    save_part(final_model, out / "model.keras")  # whole or not at all, as a part is
     card = stage_card(run, final)
     card.save(card_path(out / "model.keras"))
     for name, model in models.items():
